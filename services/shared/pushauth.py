@@ -30,16 +30,18 @@ class PushVerifier:
         mode: str,
         shared_token: str | None = None,
         oidc: TokenVerifier | None = None,
+        oidc_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         self.mode = mode
         self._shared = shared_token
         self._oidc = oidc
+        self._oidc_errors = (PushUnauthorized, *oidc_errors)
 
     @classmethod
     def from_settings(cls, common: CommonSettings) -> PushVerifier:
         common.check_push_auth()
         if common.push_auth == "oidc":
-            from services.shared.gcp.oidc import OidcVerifier
+            from services.shared.gcp.oidc import OidcError, OidcVerifier
 
             return cls(
                 "oidc",
@@ -47,6 +49,7 @@ class PushVerifier:
                     audience=common.push_audience,
                     service_account=common.push_service_account,
                 ),
+                oidc_errors=(OidcError,),
             )
         return cls("token", shared_token=common.push_token)
 
@@ -69,4 +72,7 @@ class PushVerifier:
         if scheme.lower() != "bearer" or not token:
             raise PushUnauthorized("push request carries no bearer token")
         assert self._oidc is not None
-        self._oidc.verify(token)
+        try:
+            self._oidc.verify(token)
+        except self._oidc_errors as error:
+            raise PushUnauthorized(str(error)) from None

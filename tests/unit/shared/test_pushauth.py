@@ -24,3 +24,18 @@ def test_oidc_mode_needs_a_bearer_token():
         with pytest.raises(PushUnauthorized):
             verifier.verify(headers, {})
     assert verifier.challenge.startswith("Bearer")
+
+
+class FakeOidcWithOwnError:
+    class Refused(Exception):
+        pass
+
+    def verify(self, token):
+        raise self.Refused("token for another audience")
+
+
+def test_an_oidc_verifiers_own_error_becomes_unauthorized():
+    fake = FakeOidcWithOwnError()
+    verifier = PushVerifier("oidc", oidc=fake, oidc_errors=(fake.Refused,))
+    with pytest.raises(PushUnauthorized, match="another audience"):
+        verifier.verify({"authorization": "Bearer x"}, {})
