@@ -126,7 +126,15 @@ FORMATS: tuple[AudioFormat, ...] = (
         target=True,
         codec="wmav2",
         muxer="asf",
-        encoder_args=("-b:a", "192k"),
+        # WMA v2 takes at most two channels at up to 48 kHz: fold anything
+        # richer down to what it takes (ffmpeg picks the nearest).
+        encoder_args=(
+            "-b:a",
+            "192k",
+            "-af",
+            "aformat=channel_layouts=mono|stereo"
+            ":sample_rates=48000|44100|32000|22050|16000|11025|8000",
+        ),
     ),
 )
 

@@ -1,0 +1,1 @@
+"""converter: turns ``conversion.requested`` pushes into converted files."""

@@ -1,0 +1,209 @@
+"""Converting one task version: fetch the original, transcode, store the
+output, report the outcome on ``conversion-results``.
+
+Delivery is at least once, so a request may arrive again after its output
+was stored: the output key carries the task id and version, and an output
+already there is reported again rather than made again.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.converter.errors import ConversionFailed, Unavailable, Unsupported
+from services.shared import events, formats
+from services.shared.bus import BusError, Publisher
+from services.shared.formats import AudioFormat
+from services.shared.storage import ObjectNotFound, Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+
+class Transcodes(Protocol):
+    """What the converter needs from ffmpeg (``ffmpeg.Transcoder``)."""
+
+    def transcode(self, source: Path, output: Path, target: AudioFormat) -> Any:
+        """Write ``output``; return an object with ``duration_seconds``."""
+
+    def probe_duration(self, path: Path) -> float:
+        """The duration of a file this converter wrote."""
+
+
+@dataclass(frozen=True)
+class ConversionRequest:
+    task_id: int
+    version: int
+    source_key: str
+    source_format: str
+    target: AudioFormat
+    filename: str
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> ConversionRequest:
+        """The request inside a validated ``conversion.requested`` event."""
+        return cls(
+            task_id=event["task_id"],
+            version=event["version"],
+            source_key=event["source_key"],
+            source_format=event["source_format"],
+            target=formats.get(event["target_format"]),
+            filename=event["filename"],
+        )
+
+    @property
+    def output_key(self) -> str:
+        return output_key(self.task_id, self.version, self.target)
+
+
+def output_key(task_id: int, version: int, target: AudioFormat) -> str:
+    """Where the output of one task version is stored."""
+    return f"tasks/{task_id}/v{version}/converted.{target.extension}"
+
+
+@dataclass(frozen=True)
+class Output:
+    key: str
+    size_bytes: int
+    duration_seconds: float
+
+
+class Converter:
+    """Produces and reports conversions; built once per app."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        publisher: Publisher,
+        transcoder: Transcodes,
+        work_dir: Path | None = None,
+    ) -> None:
+        self.storage = storage
+        self.publisher = publisher
+        self.transcoder = transcoder
+        self.work_dir = work_dir
+
+    def handle(self, event: dict[str, Any]) -> str:
+        """Convert the requested task version and publish the outcome.
+
+        Returns what happened: ``succeeded``, ``failed`` or ``discarded``
+        (the original is gone, so the task was deleted). Raises
+        ``Unavailable`` when the request should be delivered again.
+        """
+        request = ConversionRequest.from_event(event)
+        extra = {"task_id": request.task_id}
+        try:
+            output = self.produce(request)
+        except ConversionFailed as failure:
+            log.info(
+                "task %s v%s failed: %s",
+                request.task_id,
+                request.version,
+                failure.code,
+                extra=extra,
+            )
+            self._publish(
+                "conversion.failed",
+                request,
+                code=failure.code,
+                message=failure.message,
+            )
+            return "failed"
+        if output is None:
+            log.info(
+                "task %s v%s: original %s is gone; nothing to convert",
+                request.task_id,
+                request.version,
+                request.source_key,
+                extra=extra,
+            )
+            return "discarded"
+        self._publish(
+            "conversion.succeeded",
+            request,
+            output_key=output.key,
+            size_bytes=output.size_bytes,
+            duration_seconds=output.duration_seconds,
+        )
+        log.info(
+            "task %s v%s converted to %s: %s bytes, %.1f s",
+            request.task_id,
+            request.version,
+            request.target.name,
+            output.size_bytes,
+            output.duration_seconds,
+            extra=extra,
+        )
+        return "succeeded"
+
+    def produce(self, request: ConversionRequest) -> Output | None:
+        """The stored output of ``request``, made now or found from an earlier
+        delivery; None when the original no longer exists."""
+        if not request.target.target:
+            raise Unsupported(f"Conversion to {request.target.name} is not offered.")
+        key = request.output_key
+        with tempfile.TemporaryDirectory(
+            dir=self.work_dir, prefix=f"task-{request.task_id}-"
+        ) as tmp:
+            work = Path(tmp)
+            if self._exists(key):
+                existing = self._describe_existing(
+                    key, work / f"existing.{_ext(request)}"
+                )
+                if existing is not None:
+                    return existing
+
+            source = work / "source"
+            try:
+                self.storage.download_to(request.source_key, source)
+            except ObjectNotFound:
+                return None
+            except StorageError as error:
+                raise Unavailable(f"cannot fetch {request.source_key}") from error
+
+            converted = work / f"converted.{_ext(request)}"
+            result = self.transcoder.transcode(source, converted, request.target)
+            source.unlink()
+
+            try:
+                size = self.storage.upload_from(
+                    key, converted, content_type=request.target.media_type
+                )
+            except StorageError as error:
+                raise Unavailable(f"cannot store {key}") from error
+            return Output(key, size, result.duration_seconds)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            return self.storage.exists(key)
+        except StorageError as error:
+            raise Unavailable(f"cannot look up {key}") from error
+
+    def _describe_existing(self, key: str, path: Path) -> Output | None:
+        # An earlier delivery stored this output but its result was not
+        # published (or not acked). Report it again without transcoding.
+        try:
+            self.storage.download_to(key, path)
+        except ObjectNotFound:
+            return None
+        except StorageError as error:
+            raise Unavailable(f"cannot fetch {key}") from error
+        log.info("output %s exists from an earlier delivery; reporting it", key)
+        return Output(key, path.stat().st_size, self.transcoder.probe_duration(path))
+
+    def _publish(self, type_: str, request: ConversionRequest, **fields: Any) -> None:
+        event = events.new_event(
+            type_, task_id=request.task_id, version=request.version, **fields
+        )
+        data, attributes = events.encode(event)
+        try:
+            self.publisher.publish(events.TOPIC_OF[type_], data, attributes)
+        except BusError as error:
+            raise Unavailable(f"cannot publish {type_}") from error
+
+
+def _ext(request: ConversionRequest) -> str:
+    return request.target.extension
