@@ -1,0 +1,1 @@
+"""The accounts service: sign-up, log-in, access tokens and their keys."""

@@ -1,0 +1,173 @@
+"""The auth app: ``uvicorn --factory services.auth.main:create_app``."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from typing import Any
+
+from connexion import AsyncApp
+from connexion.exceptions import OAuthProblem
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.security import BearerSecurityHandler
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.auth.accounts import Accounts, Clock, utc_now
+from services.auth.api import AuthApi
+from services.auth.errors import (
+    AccountTaken,
+    InvalidCredentials,
+    InvalidLogin,
+    InvalidSignup,
+    TooManyAttempts,
+    Unauthenticated,
+)
+from services.auth.passwords import Passwords
+from services.auth.settings import SERVICE, AuthSettings
+from services.shared.config import ConfigError
+from services.shared.db import make_engine, make_session_factory
+from services.shared.logging import TraceMiddleware, configure_logging
+from services.shared.problems import PROBLEM_JSON, add_problem_handlers, problem
+from services.shared.tokens import TokenSigner
+from services.shared.web import handler_resolver, spec_dir
+
+log = logging.getLogger(__name__)
+
+# Every status the service answers with for its own errors, in one place.
+PROBLEM_STATUS: dict[type[Exception], int] = {
+    InvalidSignup: 400,
+    InvalidLogin: 400,
+    Unauthenticated: 401,
+    InvalidCredentials: 401,
+    AccountTaken: 409,
+    TooManyAttempts: 429,
+    OperationalError: 503,
+}
+
+
+class _QuietContentTypeNotice(logging.Filter):
+    """Drops connexion's per-request notice that an operation takes several
+    body types: signup and login take JSON and form bodies on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("this operation accepts multiple")
+
+
+BEARER_CHALLENGE = 'Bearer realm="audiomill"'
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+
+
+def create_app(
+    settings: AuthSettings | None = None,
+    *,
+    clock: Clock = utc_now,
+    passwords: Passwords | None = None,
+    **overrides: Any,
+) -> AsyncApp:
+    """Build the app. With no settings, read them from the environment and set
+    up logging, as the service process does; ``overrides`` replace settings
+    fields by name."""
+    if settings is None:
+        settings = AuthSettings.from_env()
+        configure_logging(SERVICE, settings.common.log_level)
+    if overrides:
+        settings = dataclasses.replace(settings, **overrides)
+    common = settings.common
+
+    try:
+        signer = TokenSigner(
+            settings.signing_key_pem,
+            settings.token_issuer,
+            settings.token_audience,
+            settings.token_ttl_seconds,
+        )
+    except ValueError as error:
+        raise ConfigError(f"the token-signing key is unusable: {error}") from None
+    engine = make_engine(common.database_url, common.database_pool_size)
+    accounts = Accounts(
+        make_session_factory(engine),
+        passwords or Passwords(settings.hash_cost, settings.hash_concurrency),
+        settings.throttle,
+        clock,
+    )
+    handlers = AuthApi(accounts, signer, signer.verifier())
+
+    notices = logging.getLogger("connexion.operations.openapi3")
+    if not any(isinstance(f, _QuietContentTypeNotice) for f in notices.filters):
+        notices.addFilter(_QuietContentTypeNotice())
+
+    app = AsyncApp(
+        __name__,
+        specification_dir=spec_dir(),
+        security_map={
+            "bearer": functools.partial(_BearerHandler, handlers.bearer_info)
+        },
+    )
+    app.add_api(
+        "auth.yaml", resolver=handler_resolver(handlers), validate_responses=True
+    )
+    app.add_url_rule("/healthz", "healthz", functools.partial(_healthz, engine))
+    app.add_middleware(TraceMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    add_problem_handlers(app, PROBLEM_STATUS, headers_of=_problem_headers)
+    app.add_error_handler(OAuthProblem, _missing_token)
+    log.info("auth ready, signing with key %s", signer.kid)
+    return app
+
+
+class _BearerHandler(BearerSecurityHandler):
+    """Connexion's bearer check, calling a method of the app's handlers
+    instead of a function named in the spec."""
+
+    def __init__(self, bearer_info) -> None:
+        self._bearer_info = bearer_info
+
+    def _resolve_func(self, security_scheme):
+        return self._bearer_info
+
+
+def _problem_headers(error: Exception) -> dict[str, str]:
+    if isinstance(error, TooManyAttempts):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unauthenticated):
+        return {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="invalid_token"'}
+    if isinstance(error, OperationalError):
+        return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)}
+    return {}
+
+
+def _missing_token(_request: ConnexionRequest, _error: Exception) -> ConnexionResponse:
+    return problem(
+        401,
+        "Send `Authorization: Bearer <token>` with a token from POST /api/auth/login.",
+        headers={"WWW-Authenticate": BEARER_CHALLENGE},
+    )
+
+
+async def _healthz(engine: Engine, _request: Request) -> JSONResponse:
+    try:
+        await run_in_threadpool(_ping, engine)
+    except OperationalError:
+        log.warning("health check: the database does not answer")
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "The auth database does not answer; try again shortly.",
+            },
+            status_code=503,
+            media_type=PROBLEM_JSON,
+            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+        )
+    return JSONResponse({"status": "ok"})
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
