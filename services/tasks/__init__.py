@@ -1,0 +1,1 @@
+"""The tasks service: uploads, conversion tasks and their files."""

@@ -1,0 +1,113 @@
+"""The tasks service's tables: tasks and the outbox of events to publish."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+STATUSES = ("uploaded", "processed", "failed")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whether or not
+    the database keeps the offset (SQLite does not)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must carry a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(Base):
+    """One upload and the conversion asked of it.
+
+    The owner's name and email are copied from the access token at creation,
+    so that the events announcing the outcome can reach the owner without a
+    call to auth. Every stored file of the task lives under
+    ``storage_prefix``; ``output_key`` is the converted file of the current
+    ``version`` once it is processed.
+    """
+
+    __tablename__ = "tasks"
+    # Ids are never reused (SQLite reuses the largest rowid without
+    # AUTOINCREMENT), so a late result for a deleted task cannot land on a
+    # new task that took its id.
+    __table_args__ = (
+        Index("ix_tasks_owner_id_id", "owner_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64))
+    owner_username: Mapped[str] = mapped_column(String(200))
+    owner_email: Mapped[str] = mapped_column(String(400))
+    filename: Mapped[str] = mapped_column(String(255))
+    original_format: Mapped[str] = mapped_column(String(16))
+    new_format: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    storage_prefix: Mapped[str] = mapped_column(String(200))
+    source_key: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    output_key: Mapped[str | None] = mapped_column(String(1024))
+    converted_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class OutboxEntry(Base):
+    """An event written in the same transaction as the change it announces,
+    published after commit; ``published_at`` stays null until the bus has
+    accepted it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    task_id: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
