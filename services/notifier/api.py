@@ -1,0 +1,44 @@
+"""The HTTP edge: push auth, decoding, one call into the domain."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from connexion import request
+from sqlalchemy import Engine, text
+
+from services.notifier.domain import Notifier
+from services.shared.events import InvalidEvent, decode_push
+from services.shared.pushauth import PushVerifier
+
+log = logging.getLogger(__name__)
+
+
+class NotifierApi:
+    def __init__(self, notifier: Notifier, verifier: PushVerifier, engine: Engine):
+        self._notifier = notifier
+        self._verifier = verifier
+        self._engine = engine
+
+    def receive_task_event(self, body: dict[str, Any], token: str | None = None):
+        self._verifier.verify(request.headers, request.query_params)
+        try:
+            push = decode_push(body)
+        except InvalidEvent as error:
+            log.warning("acknowledging an event that can never be handled: %s", error)
+            return None, 204
+
+        outcome = self._notifier.notify(push.event)
+        log.info(
+            "task event %s: %s",
+            push.message_id,
+            outcome.value,
+            extra={"task_id": push.event["task_id"]},
+        )
+        return None, 204
+
+    def healthz(self):
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok"}, 200
