@@ -1,0 +1,1 @@
+"""Staging, provisioning and deploying Audiomill on Google Cloud."""
