@@ -1,0 +1,1 @@
+"""The local stack: every service, the message relay and a dispatch gateway."""
