@@ -9,6 +9,7 @@ from connexion import request
 from sqlalchemy import Engine, text
 
 from services.notifier.domain import Notifier
+from services.notifier.notification_log import database_faults
 from services.shared.events import InvalidEvent, decode_push
 from services.shared.pushauth import PushVerifier
 
@@ -39,6 +40,6 @@ class NotifierApi:
         return None, 204
 
     def healthz(self):
-        with self._engine.connect() as connection:
+        with database_faults(), self._engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        return {"status": "ok"}, 200
+        return {"status": "ok"}, 200, {"Content-Type": "application/json"}

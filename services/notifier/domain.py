@@ -32,6 +32,10 @@ class NotificationInProgress(NotifierError):
     """Another delivery of the same event holds the claim and is sending."""
 
 
+class DatabaseUnavailable(NotifierError):
+    """The notifier's database does not answer: worth delivering again."""
+
+
 class Undeliverable(NotifierError):
     """The event names no address a mail could go to."""
 
@@ -147,6 +151,11 @@ class Notifier:
             self._notifications.mark_rejected(claim, str(error))
             log.warning("provider refused %s: %s", key.reference, error, extra=extra)
             return Outcome.REJECTED
+        except MailDeferred as error:
+            self._notifications.release(claim)
+            log.warning("could not send %s: %s", key.reference, error, extra=extra)
+            # The provider's own words stay in the log, not in the answer.
+            raise MailDeferred("the mail provider did not take the mail") from error
         except BaseException:
             self._notifications.release(claim)
             raise

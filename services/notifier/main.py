@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
-from sqlalchemy.exc import OperationalError
 
 from services.notifier.api import NotifierApi
 from services.notifier.compose import TemplateComposer
 from services.notifier.domain import (
+    DatabaseUnavailable,
     MailDeferred,
     Mailer,
     NotificationInProgress,
@@ -76,7 +76,7 @@ def create_app(
             PushUnauthorized: 401,
             MailDeferred: 503,
             NotificationInProgress: 503,
-            OperationalError: 503,
+            DatabaseUnavailable: 503,
         },
         headers_of=headers_of,
     )

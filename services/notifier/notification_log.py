@@ -13,16 +13,23 @@ second time; no provider offers a send-once call to close that gap.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.notifier.domain import Claim, ClaimState, NotificationKey
+from services.notifier.domain import (
+    Claim,
+    ClaimState,
+    DatabaseUnavailable,
+    NotificationKey,
+)
 from services.notifier.models import (
     STATUS_CLAIMED,
     STATUS_REJECTED,
@@ -44,6 +51,17 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@contextlib.contextmanager
+def database_faults() -> Iterator[None]:
+    """Turn "the database does not answer" into DatabaseUnavailable, whose
+    message says nothing of hosts or credentials; the log keeps the cause."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        log.error("the notifier database is unavailable: %s", error.orig)
+        raise DatabaseUnavailable("the notification log is unavailable") from error
+
+
 class SqlNotificationLog:
     def __init__(
         self,
@@ -60,7 +78,7 @@ class SqlNotificationLog:
     ) -> tuple[ClaimState, Claim | None]:
         token = secrets.token_hex(16)
         now = self._clock()
-        with self._sessions.begin() as session:
+        with database_faults(), self._sessions.begin() as session:
             insert = _INSERTS[session.get_bind().dialect.name]
             inserted = session.execute(
                 insert(SentNotification)
@@ -105,7 +123,7 @@ class SqlNotificationLog:
         self._finish(claim, status=STATUS_REJECTED, detail=reason[:500])
 
     def release(self, claim: Claim) -> None:
-        with self._sessions.begin() as session:
+        with database_faults(), self._sessions.begin() as session:
             session.execute(
                 delete(SentNotification)
                 .where(*_is_held(claim.key, claim.token))
@@ -114,7 +132,7 @@ class SqlNotificationLog:
 
     def status_of(self, key: NotificationKey) -> str | None:
         """The recorded status of ``key``, or None when nothing is recorded."""
-        with self._sessions() as session:
+        with database_faults(), self._sessions() as session:
             return session.scalar(
                 select(SentNotification.status).where(
                     SentNotification.task_id == key.task_id,
@@ -124,7 +142,7 @@ class SqlNotificationLog:
             )
 
     def _finish(self, claim: Claim, **values: object) -> None:
-        with self._sessions.begin() as session:
+        with database_faults(), self._sessions.begin() as session:
             result = session.execute(
                 update(SentNotification)
                 .where(*_is_held(claim.key, claim.token))
