@@ -54,10 +54,12 @@ def signing_key(env: Env, var_dir: Path) -> bytes:
     itself), else the file ``AUTH_SIGNING_KEY_FILE``, else a key kept under
     ``VAR_DIR`` and made on first start, as the local stack wants."""
     pem = env.str("AUTH_SIGNING_KEY")
+    path = env.str("AUTH_SIGNING_KEY_FILE")
+    if pem and path:
+        raise ConfigError("set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE, not both")
     if pem:
         return _checked(pem.replace("\\n", "\n").encode(), "AUTH_SIGNING_KEY")
 
-    path = env.str("AUTH_SIGNING_KEY_FILE")
     if path:
         try:
             return _checked(Path(path).read_bytes(), "AUTH_SIGNING_KEY_FILE")
