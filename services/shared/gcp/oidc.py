@@ -39,7 +39,9 @@ class OidcVerifier:
     """Verifies Google-signed push tokens for one audience and service account.
 
     `certs_url` is Google's key set (JWKS); tests point it at a local server.
-    Keys are cached and fetched again once when a token names an unknown key.
+    Keys are cached for an hour and fetched again when a token names an
+    unknown key, at most once per `refetch_cooldown_seconds` so a flood of
+    forged key ids cannot turn into a flood of fetches.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class OidcVerifier:
         issuers: tuple[str, ...] = GOOGLE_ISSUERS,
         key_source: KeySource | None = None,
         fetch_timeout_seconds: float = 5.0,
+        refetch_cooldown_seconds: float = 30.0,
     ) -> None:
         if not audience:
             raise ValueError("an OIDC audience is required")
@@ -59,8 +62,8 @@ class OidcVerifier:
         self.audience = audience
         self.service_account = service_account
         self.issuers = issuers
-        self._keys: KeySource = key_source or jwt.PyJWKClient(
-            certs_url, cache_keys=True, lifespan=3600, timeout=fetch_timeout_seconds
+        self._keys: KeySource = key_source or _key_client(
+            certs_url, fetch_timeout_seconds, refetch_cooldown_seconds
         )
 
     def verify_authorization(self, authorization: str | None) -> dict[str, Any]:
@@ -111,3 +114,12 @@ class OidcVerifier:
         if claims.get("email_verified") is not True:
             raise OidcError("the push token's email is not verified")
         return claims
+
+
+def _key_client(url: str, timeout: float, cooldown: float) -> jwt.PyJWKClient:
+    options = {"cache_keys": True, "lifespan": 3600, "timeout": timeout}
+    try:
+        return jwt.PyJWKClient(url, cooldown_duration=cooldown, **options)
+    except TypeError:
+        # PyJWT before the refetch cooldown existed refetches on every miss.
+        return jwt.PyJWKClient(url, **options)
