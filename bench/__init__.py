@@ -1,0 +1,1 @@
+"""Benchmarks, run by make targets; nothing here is imported by services."""
