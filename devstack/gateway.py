@@ -128,6 +128,8 @@ class Gateway:
         self._rules = list(rules)
         self._endpoints = dict(endpoints)
         self._client = client
+        # Forward the caller's headers only: no Accept-Encoding or agent of ours.
+        self._client.headers.clear()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -258,6 +260,4 @@ def create_app(
             timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=None),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        # Forward the caller's headers only: no added Accept-Encoding or agent.
-        client.headers = httpx.Headers()
     return Gateway(rules, endpoints, client)
