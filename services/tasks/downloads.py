@@ -1,0 +1,108 @@
+"""Serving a stored file over HTTP: its content type, a download name and a
+single byte range, streamed from storage in chunks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import quote
+
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from services.shared.storage import ObjectNotFound, Storage
+from services.tasks.domain import StoredFile
+from services.tasks.errors import FileNotReady, RangeNotSatisfiable
+
+CHUNK = 64 * 1024
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive ``(first, last)`` byte positions of a ``Range`` header,
+    or None to send the whole file.
+
+    A header that is not one syntactically valid ``bytes`` range (another
+    unit, several ranges, garbage) is ignored, as RFC 9110 allows; a valid
+    range that lies outside the file raises RangeNotSatisfiable.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    match = _RANGE.match(spec)
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first_text, last_text = match.groups()
+    if first_text == "":
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(size - suffix, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise RangeNotSatisfiable(size)
+    return first, min(last, size - 1)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact UTF-8 one."""
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_")
+    fallback = fallback.replace('"', "_").replace("\\", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
+
+
+def file_response(
+    storage: Storage,
+    stored: StoredFile,
+    range_header: str | None,
+    signed_url_seconds: int,
+) -> Response:
+    """A 200 or 206 streaming ``stored``, or a 302 to a signed URL where the
+    storage can sign one (it then serves ranges itself)."""
+    url = storage.signed_url(
+        stored.key,
+        filename=stored.download_name,
+        content_type=stored.media_type,
+        expires_seconds=signed_url_seconds,
+    )
+    if url:
+        return RedirectResponse(url, status_code=302)
+
+    span = parse_range(range_header, stored.size)
+    first, last = span if span else (0, stored.size - 1)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(stored.download_name),
+        "Content-Length": str(last - first + 1),
+    }
+    if span:
+        headers["Content-Range"] = f"bytes {first}-{last}/{stored.size}"
+    try:
+        source = storage.open(stored.key)
+    except ObjectNotFound:
+        raise FileNotReady(
+            "The file was removed while you asked for it; read the task again."
+        ) from None
+    return StreamingResponse(
+        _chunks(source, first, last - first + 1),
+        status_code=206 if span else 200,
+        media_type=stored.media_type,
+        headers=headers,
+    )
+
+
+def _chunks(source: BinaryIO, start: int, length: int) -> Iterator[bytes]:
+    with source:
+        if start:
+            source.seek(start)
+        while length > 0:
+            chunk = source.read(min(CHUNK, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            yield chunk
