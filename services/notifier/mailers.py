@@ -33,9 +33,11 @@ from services.shared.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-# The provider could not be used as configured: retrying (and, past the
-# attempt limit, dead-lettering) keeps the mail until an operator fixes it.
+# The provider could not be used as configured (a bad key or password, TLS
+# or login required): retrying, and past the attempt limit dead-lettering,
+# keeps the mail until an operator fixes it, where acking would drop it.
 _CONFIGURATION_STATUSES = frozenset({401, 403})
+_SMTP_CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 
 
 def to_email_message(mail: OutgoingMail) -> EmailMessage:
@@ -133,7 +135,7 @@ class SmtpMailer:
 
 
 def _raise_for_smtp(code: int, text: str) -> None:
-    if 500 <= code < 600:
+    if 500 <= code < 600 and code not in _SMTP_CONFIGURATION_CODES:
         raise MailRejected(f"SMTP {code}: {text}")
     raise MailDeferred(f"SMTP {code}: {text}")
 

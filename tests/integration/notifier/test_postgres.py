@@ -1,0 +1,76 @@
+"""The notification log on PostgreSQL: migrations, and one winner among
+concurrent deliveries of the same event."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from services.notifier.domain import ClaimState, NotificationKey
+from services.notifier.models import Base
+from services.notifier.notification_log import SqlNotificationLog
+from services.shared.db import make_engine, make_session_factory, upgrade
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "services/notifier/migrations"
+KEY = NotificationKey(41, 1, "processed")
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engine(postgres_database):
+    url = postgres_database("notifier")
+    upgrade(url, MIGRATIONS)
+    engine = make_engine(url, pool_size=10)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def notifications(engine):
+    return SqlNotificationLog(make_session_factory(engine), timedelta(minutes=5))
+
+
+def test_migrations_match_the_models(engine):
+    with engine.connect() as connection:
+        differences = compare_metadata(
+            MigrationContext.configure(connection), Base.metadata
+        )
+    assert differences == []
+
+
+def test_concurrent_claims_give_exactly_one_winner(notifications):
+    barrier = threading.Barrier(10)
+    states: list[ClaimState] = []
+
+    def claim() -> None:
+        barrier.wait()
+        states.append(notifications.claim(KEY, "ada@example.com", "e-1")[0])
+
+    threads = [threading.Thread(target=claim) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert states.count(ClaimState.CLAIMED) == 1
+    assert states.count(ClaimState.BUSY) == 9
+
+
+def test_sent_rejected_and_released_claims(notifications):
+    _state, claim = notifications.claim(KEY, "ada@example.com", "e-1")
+    notifications.release(claim)
+    _state, claim = notifications.claim(KEY, "ada@example.com", "e-1")
+    notifications.mark_sent(claim)
+    assert notifications.claim(KEY, "ada@example.com", "e-2") == (ClaimState.DONE, None)
+    assert notifications.status_of(KEY) == "sent"
+
+    other = NotificationKey(41, 2, "failed")
+    _state, claim = notifications.claim(other, "ada@example.com", "e-3")
+    notifications.mark_rejected(claim, "x" * 900)
+    assert notifications.status_of(other) == "rejected"
