@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.auth.errors import (
+    AccountsUnavailable,
     AccountTaken,
     InvalidCredentials,
     InvalidLogin,
@@ -111,6 +113,17 @@ def login_identifier(fields: dict[str, object]) -> str:
     return identifier
 
 
+@contextmanager
+def _database() -> Iterator[None]:
+    """Turn a database that does not answer into AccountsUnavailable; the
+    driver's message, which names hosts, stays in the log."""
+    try:
+        yield
+    except OperationalError as error:
+        log.error("the auth database does not answer: %s", error)
+        raise AccountsUnavailable() from error
+
+
 class Accounts:
     """Sign-up and log-in against the auth database."""
 
@@ -136,7 +149,7 @@ class Accounts:
             password_hash=self._passwords.hash(form.password),
             created_at=self._clock(),
         )
-        with self._sessions() as session:
+        with _database(), self._sessions() as session:
             taken = self._taken(session, user)
             if taken:
                 raise AccountTaken(taken)
@@ -183,7 +196,7 @@ class Accounts:
         window = timedelta(seconds=self._throttle.window_seconds)
         refusal: InvalidCredentials | TooManyAttempts | None = None
 
-        with self._sessions() as session, session.begin():
+        with _database(), self._sessions() as session, session.begin():
             # The row lock makes concurrent attempts on one account take turns,
             # so a burst cannot slip past the failure count.
             user = session.scalars(
@@ -243,5 +256,5 @@ class Accounts:
         )
 
     def get(self, user_id: int) -> User | None:
-        with self._sessions() as session:
+        with _database(), self._sessions() as session:
             return session.get(User, user_id)

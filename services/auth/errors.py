@@ -48,3 +48,12 @@ class TooManyAttempts(AuthError):
 
 class Unauthenticated(AuthError):
     """The bearer token is missing, malformed, expired or not ours."""
+
+
+class AccountsUnavailable(AuthError):
+    """The account database does not answer; the request may be retried."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The account database does not answer; try again in a few seconds."
+        )

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from services.auth.accounts import Accounts, Clock, utc_now
 from services.auth.api import AuthApi
 from services.auth.errors import (
+    AccountsUnavailable,
     AccountTaken,
     InvalidCredentials,
     InvalidLogin,
@@ -47,7 +48,7 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     InvalidCredentials: 401,
     AccountTaken: 409,
     TooManyAttempts: 429,
-    OperationalError: 503,
+    AccountsUnavailable: 503,
 }
 
 
@@ -116,6 +117,8 @@ def create_app(
     app.add_middleware(TraceMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     add_problem_handlers(app, PROBLEM_STATUS, headers_of=_problem_headers)
     app.add_error_handler(OAuthProblem, _missing_token)
+    app.add_error_handler(404, _no_route)
+    app.add_error_handler(405, _no_route)
     log.info("auth ready, signing with key %s", signer.kid)
     return app
 
@@ -136,7 +139,7 @@ def _problem_headers(error: Exception) -> dict[str, str]:
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": f'{BEARER_CHALLENGE}, error="invalid_token"'}
-    if isinstance(error, OperationalError):
+    if isinstance(error, AccountsUnavailable):
         return {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)}
     return {}
 
@@ -146,6 +149,16 @@ def _missing_token(_request: ConnexionRequest, _error: Exception) -> ConnexionRe
         401,
         "Send `Authorization: Bearer <token>` with a token from POST /api/auth/login.",
         headers={"WWW-Authenticate": BEARER_CHALLENGE},
+    )
+
+
+def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
+    status = getattr(error, "status_code", 404)
+    what = "is not a route" if status == 404 else "does not take this method"
+    return problem(
+        status,
+        f"{request.method} {request.url.path}: {request.url.path} {what} here; "
+        "the API is described at /api/auth/ui/.",
     )
 
 

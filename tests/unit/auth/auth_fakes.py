@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from services.auth.passwords import HashCost
 
+MIGRATIONS = Path(__file__).resolve().parents[3] / "services/auth/migrations"
 # Cheap enough for a fast suite; the rules under test do not depend on cost.
 CHEAP = HashCost(time_cost=1, memory_cost_kib=8, parallelism=1)
 PASSWORD = "correct horse battery"

@@ -1,23 +1,18 @@
-"""Fixtures for the auth service's unit and service tests: a migrated SQLite
-database in a temporary directory, a clock the test moves, cheap password
-hashing and one signing key for the whole session."""
+"""Fixtures for the auth domain tests: a migrated SQLite database in a
+temporary directory, a clock the test moves, cheap password hashing and one
+signing key for the whole session."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from services.auth.accounts import Accounts, ThrottlePolicy
-from services.auth.main import create_app
 from services.auth.passwords import Passwords
-from services.auth.settings import AuthSettings
 from services.shared.db import make_engine, make_session_factory, upgrade
 from services.shared.tokens import generate_key_pem
-from tests.unit.auth.auth_fakes import CHEAP, FakeClock
-
-MIGRATIONS = Path(__file__).resolve().parents[3] / "services/auth/migrations"
+from tests.unit.auth.auth_fakes import CHEAP, MIGRATIONS, FakeClock
 
 
 @pytest.fixture(scope="session")
@@ -52,21 +47,3 @@ def sessions(database_url: str):
 @pytest.fixture
 def accounts(sessions, passwords, clock) -> Accounts:
     return Accounts(sessions, passwords, ThrottlePolicy(5, 900), clock)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, signing_key_pem: bytes) -> AuthSettings:
-    return AuthSettings.from_env(
-        {
-            "VAR_DIR": str(tmp_path),
-            "DATABASE_URL": database_url,
-            "AUTH_SIGNING_KEY": signing_key_pem.decode(),
-        }
-    )
-
-
-@pytest.fixture
-def client(settings, clock, passwords):
-    app = create_app(settings, clock=clock, passwords=passwords)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
