@@ -29,8 +29,8 @@ class Transcodes(Protocol):
     def transcode(self, source: Path, output: Path, target: AudioFormat) -> Any:
         """Write ``output``; return an object with ``duration_seconds``."""
 
-    def probe_duration(self, path: Path) -> float:
-        """The duration of a file this converter wrote."""
+    def probe_duration(self, path: Path) -> float | None:
+        """The duration of a file this converter wrote; None if unreadable."""
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,12 @@ class Converter:
             return None
         except StorageError as error:
             raise Unavailable(f"cannot fetch {key}") from error
+        duration = self.transcoder.probe_duration(path)
+        if duration is None:
+            log.warning("output %s exists but cannot be read; making it again", key)
+            return None
         log.info("output %s exists from an earlier delivery; reporting it", key)
-        return Output(key, path.stat().st_size, self.transcoder.probe_duration(path))
+        return Output(key, path.stat().st_size, duration)
 
     def _publish(self, type_: str, request: ConversionRequest, **fields: Any) -> None:
         event = events.new_event(

@@ -158,9 +158,11 @@ class Transcoder:
         decoded = _output_seconds(done.stdout.decode("ascii", "replace"))
         declared = _declared_seconds(stderr)
         if decoded is None or decoded <= 0:
-            log.warning("ffmpeg decoded no audio: %s", stderr[-_STDERR_TAIL:])
+            output.unlink(missing_ok=True)
+            log.info("ffmpeg decoded no audio: %s", stderr[-_STDERR_TAIL:])
             raise CorruptInput("The file contains no audio that could be decoded.")
         if declared is not None and decoded < declared - max(1.0, 0.05 * declared):
+            output.unlink(missing_ok=True)
             raise CorruptInput(
                 "The file is incomplete: it says it lasts "
                 f"{_clock(declared)} but only {_clock(decoded)} of it could be "
@@ -170,9 +172,9 @@ class Transcoder:
             size_bytes=output.stat().st_size, duration_seconds=round(decoded, 3)
         )
 
-    def probe_duration(self, path: Path) -> float:
-        """The duration of a file, by decoding it to nowhere (no ffprobe in
-        the bundled ffmpeg); used for outputs made by an earlier delivery."""
+    def probe_duration(self, path: Path) -> float | None:
+        """The duration of a file, by decoding it to nowhere (the bundled
+        ffmpeg has no ffprobe); None when it cannot be read as audio."""
         command = [
             self.binary.path,
             "-hide_banner",
@@ -192,13 +194,15 @@ class Transcoder:
             done = subprocess.run(
                 command, capture_output=True, timeout=self.timeout_seconds, check=False
             )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise Unavailable(f"cannot probe {path.name}: {error}") from error
+        except subprocess.TimeoutExpired:
+            return None
+        except OSError as error:
+            raise Unavailable(f"cannot run {self.binary.path}: {error}") from error
         seconds = _output_seconds(done.stdout.decode("ascii", "replace"))
-        if done.returncode != 0 or seconds is None:
+        if done.returncode != 0 or not seconds:
             tail = done.stderr.decode("utf-8", "replace")[-_STDERR_TAIL:]
             log.warning("cannot probe %s: %s", path.name, tail)
-            raise Unavailable(f"cannot probe {path.name}")
+            return None
         return round(seconds, 3)
 
 

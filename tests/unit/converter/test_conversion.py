@@ -1,0 +1,161 @@
+"""Converter.handle: fetch, transcode, store, report; with fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.converter.conversion import ConversionRequest, Converter, output_key
+from services.converter.errors import CorruptInput, TranscodeTimeout, Unavailable
+from services.shared import formats
+
+ORIGINAL = b"ID3 original bytes"
+
+
+@pytest.fixture
+def converter(storage, publisher, transcoder, tmp_path: Path) -> Converter:
+    storage.objects["tasks/7/original.mp3"] = ORIGINAL
+    return Converter(storage, publisher, transcoder, tmp_path)
+
+
+def test_the_output_key_carries_task_and_version() -> None:
+    assert output_key(7, 3, formats.get("aac")) == "tasks/7/v3/converted.m4a"
+
+
+def test_a_request_is_converted_stored_and_reported(
+    converter: Converter, storage, publisher, make_request, tmp_path: Path
+) -> None:
+    outcome = converter.handle(make_request(target_format="ogg"))
+
+    assert outcome == "succeeded"
+    key = "tasks/7/v2/converted.ogg"
+    assert storage.objects[key] == b"converted:ogg:" + ORIGINAL
+    assert storage.content_types[key] == "audio/ogg"
+    [(topic, event, attributes)] = publisher.sent
+    assert topic == "conversion-results"
+    assert event["type"] == "conversion.succeeded"
+    assert (event["task_id"], event["version"]) == (7, 2)
+    assert event["output_key"] == key
+    assert event["size_bytes"] == len(storage.objects[key])
+    assert event["duration_seconds"] == 12.5
+    assert attributes["type"] == "conversion.succeeded"
+    assert list(tmp_path.iterdir()) == [], "the work directory is left clean"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CorruptInput("The file could not be decoded."),
+        TranscodeTimeout("The conversion took too long."),
+    ],
+)
+def test_a_file_that_cannot_be_converted_is_reported_failed(
+    converter: Converter, storage, publisher, transcoder, make_request, error
+) -> None:
+    transcoder.error = error
+
+    assert converter.handle(make_request()) == "failed"
+
+    [(topic, event, _)] = publisher.sent
+    assert topic == "conversion-results"
+    assert event["type"] == "conversion.failed"
+    assert event["code"] == error.code
+    assert event["message"] == error.message
+    assert list(storage.objects) == ["tasks/7/original.mp3"]
+
+
+def test_a_deleted_task_is_acked_without_output(
+    converter: Converter, storage, publisher, transcoder, make_request
+) -> None:
+    storage.objects.clear()
+
+    assert converter.handle(make_request()) == "discarded"
+
+    assert publisher.sent == []
+    assert storage.objects == {}
+    assert transcoder.calls == 0
+
+
+def test_a_redelivery_reports_the_stored_output_again_without_transcoding(
+    converter: Converter, storage, publisher, transcoder, make_request
+) -> None:
+    request = make_request()
+    converter.handle(request)
+    publisher.failing = True
+    with pytest.raises(Unavailable):
+        converter.handle(make_request())
+    publisher.failing = False
+
+    assert converter.handle(request) == "succeeded"
+
+    assert transcoder.calls == 1
+    assert transcoder.probes == 2
+    assert [e["output_key"] for _, e, _ in publisher.sent] == [
+        "tasks/7/v2/converted.ogg"
+    ] * 2
+
+
+def test_an_unreadable_stored_output_is_made_again(
+    converter: Converter, storage, publisher, transcoder, make_request
+) -> None:
+    storage.objects["tasks/7/v2/converted.ogg"] = b"half"
+    transcoder.probe_duration = lambda path: None  # type: ignore[method-assign]
+
+    assert converter.handle(make_request()) == "succeeded"
+
+    assert transcoder.calls == 1
+    assert storage.objects["tasks/7/v2/converted.ogg"].startswith(b"converted:")
+
+
+def test_a_new_version_is_converted_even_when_an_older_one_exists(
+    converter: Converter, storage, transcoder, make_request
+) -> None:
+    converter.handle(make_request(version=1, target_format="wav"))
+    converter.handle(make_request(version=2, target_format="flac"))
+
+    assert transcoder.calls == 2
+    assert {"tasks/7/v1/converted.wav", "tasks/7/v2/converted.flac"} <= set(
+        storage.objects
+    )
+
+
+@pytest.mark.parametrize("operation", ["exists", "download_to", "upload_from"])
+def test_a_storage_fault_asks_for_redelivery(
+    converter: Converter, storage, publisher, make_request, operation: str
+) -> None:
+    storage.fail.add(operation)
+
+    with pytest.raises(Unavailable):
+        converter.handle(make_request())
+
+    assert publisher.sent == []
+
+
+def test_a_bus_fault_asks_for_redelivery(
+    converter: Converter, publisher, make_request
+) -> None:
+    publisher.failing = True
+    with pytest.raises(Unavailable):
+        converter.handle(make_request())
+
+
+def test_a_bus_fault_on_a_failure_asks_for_redelivery(
+    converter: Converter, publisher, transcoder, make_request
+) -> None:
+    transcoder.error = CorruptInput("The file could not be decoded.")
+    publisher.failing = True
+    with pytest.raises(Unavailable):
+        converter.handle(make_request())
+
+
+def test_the_request_reads_the_event(make_request: Callable[..., dict[str, Any]]):
+    request = ConversionRequest.from_event(make_request(target_format="m4a"))
+    assert request.target is formats.get("aac")
+    assert request.output_key == "tasks/7/v2/converted.m4a"
+    assert (request.source_key, request.filename) == (
+        "tasks/7/original.mp3",
+        "song.mp3",
+    )
