@@ -30,13 +30,7 @@ class NotifierApi:
             log.warning("acknowledging an event that can never be handled: %s", error)
             return None, 204
 
-        outcome = self._notifier.notify(push.event)
-        log.info(
-            "task event %s: %s",
-            push.message_id,
-            outcome.value,
-            extra={"task_id": push.event["task_id"]},
-        )
+        self._notifier.notify(push.event)
         return None, 204
 
     def healthz(self):

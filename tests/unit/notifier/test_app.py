@@ -12,6 +12,7 @@ import pytest
 
 from services.notifier.domain import MailDeferred, MailRejected
 from services.notifier.main import create_app
+from services.notifier.settings import NotifierSettings
 
 PUSH_PATH = "/_ah/push-handlers/task-events"
 
@@ -190,3 +191,26 @@ def test_two_concurrent_deliveries_send_one_mail(
 
     assert (first, second) == (204, 503)
     assert len(fake_mailer.sent) == 1
+
+
+def test_with_oidc_push_auth_a_push_without_a_bearer_token_is_refused(
+    tmp_path, database_url, fake_mailer, make_processed, make_envelope
+):
+    settings = NotifierSettings.from_env(
+        {
+            "VAR_DIR": str(tmp_path),
+            "DATABASE_URL": database_url,
+            "PUSH_AUTH": "oidc",
+            "PUSH_AUDIENCE": "https://notifier.example/",
+            "PUSH_SERVICE_ACCOUNT": "push@project.iam.gserviceaccount.com",
+        }
+    )
+    with create_app(settings, mailer=fake_mailer).test_client() as client:
+        response = client.post(
+            PUSH_PATH,
+            params={"token": "a shared token is not enough here"},
+            json=make_envelope(make_processed()),
+        )
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert fake_mailer.sent == []
