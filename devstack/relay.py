@@ -121,6 +121,9 @@ class Relay:
             self._store_thread, partial(call, *args, **kwargs)
         )
 
+    def in_flight(self, delivery_id: int) -> bool:
+        return delivery_id in self._in_flight
+
     @property
     def reader(self) -> RelayStore:
         return self._store
@@ -324,6 +327,8 @@ class RelayApi:
             subscription=request.query_params.get("subscription"),
             state=request.query_params.get("state"),
         )
+        for row in rows:
+            row["inFlight"] = self._relay.in_flight(row["id"])
         return JSONResponse({"deliveries": rows})
 
     async def messages(self, request: Request) -> JSONResponse:

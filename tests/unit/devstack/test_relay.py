@@ -381,6 +381,22 @@ def test_concurrent_pushes_per_subscription_are_bounded(start_relay):
     assert subscriber.most_active == 2
 
 
+def test_the_deliveries_route_shows_what_is_being_pushed(start_relay):
+    subscriber = FakeSubscriber(delay=0.3)
+    with start_relay(subscriber) as api:
+        publish(api, "events", {"n": 1})
+        wait_until(lambda: subscriber.active)
+        [busy] = api.get("/v1/deliveries").json()["deliveries"]
+        wait_until(lambda: not subscriber.active)
+        time.sleep(0.05)
+        [done] = api.get("/v1/deliveries", params={"state": "acked"}).json()[
+            "deliveries"
+        ]
+
+    assert (busy["state"], busy["inFlight"]) == ("pending", True)
+    assert (done["state"], done["inFlight"]) == ("acked", False)
+
+
 def test_an_idle_relay_pushes_within_50_ms_of_a_publish(start_relay):
     subscriber = FakeSubscriber()
     latencies = []
