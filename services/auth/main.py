@@ -119,7 +119,11 @@ def create_app(
     app.add_error_handler(OAuthProblem, _missing_token)
     app.add_error_handler(404, _no_route)
     app.add_error_handler(405, _no_route)
-    log.info("auth ready, signing with key %s", signer.kid)
+    log.info(
+        "auth ready, signing with key %s from %s",
+        signer.kid,
+        settings.signing_key_source,
+    )
     return app
 
 

@@ -19,6 +19,7 @@ KEY_FILE_NAME = "auth-key.pem"
 class AuthSettings:
     common: CommonSettings
     signing_key_pem: bytes
+    signing_key_source: str
     token_ttl_seconds: int
     token_issuer: str
     token_audience: str
@@ -30,9 +31,11 @@ class AuthSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AuthSettings:
         env = Env(environ)
         common = CommonSettings.from_env(SERVICE, environ)
+        key_pem, key_source = signing_key(env, common.var_dir)
         return cls(
             common=common,
-            signing_key_pem=signing_key(env, common.var_dir),
+            signing_key_pem=key_pem,
+            signing_key_source=key_source,
             token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 3600, minimum=60),
             token_issuer=env.str("TOKEN_ISSUER", "audiomill-auth") or "",
             token_audience=env.str("TOKEN_AUDIENCE", "audiomill") or "",
@@ -49,20 +52,27 @@ class AuthSettings:
         )
 
 
-def signing_key(env: Env, var_dir: Path) -> bytes:
-    """The RSA private key that signs tokens: ``AUTH_SIGNING_KEY`` (the PEM
-    itself), else the file ``AUTH_SIGNING_KEY_FILE``, else a key kept under
-    ``VAR_DIR`` and made on first start, as the local stack wants."""
+def signing_key(env: Env, var_dir: Path) -> tuple[bytes, str]:
+    """The RSA private key that signs tokens, and where it came from:
+    ``AUTH_SIGNING_KEY`` (the PEM itself, or an ``sm://`` reference the
+    entrypoint resolved), else the file ``AUTH_SIGNING_KEY_FILE``, else a key
+    kept under ``VAR_DIR`` and made on first start, as the local stack wants.
+
+    Note: every instance must sign with the same key, so a deployment with
+    more than one machine sets ``AUTH_SIGNING_KEY``; a key made under a
+    machine's own ``VAR_DIR`` is only shared by the processes on it."""
     pem = env.str("AUTH_SIGNING_KEY")
     path = env.str("AUTH_SIGNING_KEY_FILE")
     if pem and path:
         raise ConfigError("set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE, not both")
     if pem:
-        return _checked(pem.replace("\\n", "\n").encode(), "AUTH_SIGNING_KEY")
+        key = _checked(pem.replace("\\n", "\n").encode(), "AUTH_SIGNING_KEY")
+        return key, "AUTH_SIGNING_KEY"
 
     if path:
         try:
-            return _checked(Path(path).read_bytes(), "AUTH_SIGNING_KEY_FILE")
+            key = _checked(Path(path).read_bytes(), "AUTH_SIGNING_KEY_FILE")
+            return key, f"AUTH_SIGNING_KEY_FILE ({path})"
         except OSError as error:
             raise ConfigError(
                 f"AUTH_SIGNING_KEY_FILE names {path}, which cannot be read: "
@@ -71,7 +81,8 @@ def signing_key(env: Env, var_dir: Path) -> bytes:
 
     default = var_dir / KEY_FILE_NAME
     try:
-        return _checked(_load_or_create(default), f"the key at {default}")
+        key = _checked(_load_or_create(default), f"the key at {default}")
+        return key, f"{default} (made on first start when missing)"
     except OSError as error:
         raise ConfigError(
             f"set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE: no key could be made "
