@@ -28,7 +28,7 @@ import python_http_client.exceptions
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, CustomArg, Header, Mail
 
-from services.notifier.domain import MailDeferred, MailRejected, OutgoingMail
+from services.notifier.domain import MailDeferred, Mailer, MailRejected, OutgoingMail
 from services.shared.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def open_mailer(
     sendgrid_api_key: str | None = None,
     sendgrid_host: str | None = None,
     timeout: float = 10.0,
-):
+) -> Mailer:
     """The ``Mailer`` that ``MAIL_URL`` names."""
     parts = urlsplit(url)
     query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
