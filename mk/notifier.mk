@@ -7,5 +7,6 @@ test-notifier: $(VENV)/.installed
 	$(PY) -m pytest tests/unit/notifier tests/integration/notifier $(PYTEST_ARGS)
 
 outbox:
-	@ls -1t "$${VAR_DIR:-var}"/outbox/*.eml 2>/dev/null | head -n 5 \
-		|| echo "no mail in $${VAR_DIR:-var}/outbox yet"
+	@dir="$${VAR_DIR:-var}/outbox"; \
+	if ls "$$dir"/*.eml >/dev/null 2>&1; then ls -1t "$$dir"/*.eml | head -n 5; \
+	else echo "no mail in $$dir yet"; fi
