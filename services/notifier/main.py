@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
@@ -56,7 +59,12 @@ def create_app(
     verifier = PushVerifier.from_settings(common)
     handlers = NotifierApi(Notifier(notifications, mailer, composer), verifier, engine)
 
-    app = AsyncApp(__name__, specification_dir=spec_dir())
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = AsyncApp(__name__, specification_dir=spec_dir(), lifespan=lifespan)
     app.add_api(
         "notifier.yaml",
         resolver=handler_resolver(handlers),

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.notifier.domain import (
@@ -57,6 +58,9 @@ def database_faults() -> Iterator[None]:
     message says nothing of hosts or credentials; the log keeps the cause."""
     try:
         yield
+    except PoolTimeout as error:
+        log.error("no database connection free in time: %s", error)
+        raise DatabaseUnavailable("the notification log is busy") from error
     except (OperationalError, InterfaceError) as error:
         log.error("the notifier database is unavailable: %s", error.orig)
         raise DatabaseUnavailable("the notification log is unavailable") from error
