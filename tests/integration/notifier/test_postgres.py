@@ -12,12 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from services.notifier.domain import ClaimState, NotificationKey
+from services.notifier.main import create_app
 from services.notifier.models import Base
 from services.notifier.notification_log import SqlNotificationLog
 from services.shared.db import make_engine, make_session_factory, upgrade
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services/notifier/migrations"
 KEY = NotificationKey(41, 1, "processed")
+PUSH_PATH = "/_ah/push-handlers/task-events"
 
 pytestmark = pytest.mark.postgres
 
@@ -74,3 +76,23 @@ def test_sent_rejected_and_released_claims(notifications):
     _state, claim = notifications.claim(other, "ada@example.com", "e-3")
     notifications.mark_rejected(claim, "x" * 900)
     assert notifications.status_of(other) == "rejected"
+
+
+def test_the_app_sends_once_on_postgresql(
+    engine, make_settings, make_processed, make_envelope, tmp_path
+):
+    url = engine.url.render_as_string(hide_password=False)
+    settings = make_settings(DATABASE_URL=url)
+    body = make_envelope(make_processed(task_id=42))
+    params = {"token": settings.common.push_token}
+
+    with create_app(settings).test_client() as client:
+        statuses = [
+            client.post(PUSH_PATH, params=params, json=body).status_code
+            for _ in range(3)
+        ]
+        health = client.get("/healthz")
+
+    assert statuses == [204, 204, 204]
+    assert health.status_code == 200
+    assert len(list((tmp_path / "outbox").glob("task-42-v1-processed-*.eml"))) == 1

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -150,3 +153,33 @@ def test_the_app_answers_503_while_the_server_refuses_for_now(
         )
     assert response.status_code == 503
     assert smtp_server.handler.messages == []
+
+
+def test_a_server_that_never_greets_times_out_and_defers():
+    # A listening socket nobody accepts on: the connection opens, no
+    # greeting ever comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        mailer = SmtpMailer("127.0.0.1", port, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(MailDeferred, match="timed out"):
+            mailer.send(a_mail())
+    assert time.monotonic() - started < 3
+
+
+def test_non_ascii_names_arrive_intact(smtp_server):
+    name = "Grüße — 日本の歌.mp3"
+    mail = replace(
+        a_mail(),
+        subject=f"{name} could not be converted to ogg",
+        text=f"{name} failed.\n",
+        html=f"<p>{name} failed.</p>\n",
+    )
+    SmtpMailer("127.0.0.1", smtp_server.port).send(mail)
+
+    ((_to, raw),) = smtp_server.handler.messages
+    message = parsed(raw)
+    assert message["Subject"] == f"{name} could not be converted to ogg"
+    assert message.get_body(("plain",)).get_content() == f"{name} failed.\n"

@@ -134,3 +134,24 @@ def test_mail_url_sendgrid_needs_a_key_and_takes_a_host():
 def test_mail_url_other_schemes_are_refused():
     with pytest.raises(ConfigError):
         open_mailer("mailgun://")
+
+
+def test_file_mailer_keeps_non_ascii_names_intact(tmp_path):
+    name = "Grüße — 日本の歌 " + "x" * 200 + ".mp3"
+    mail = OutgoingMail(
+        key=NotificationKey(3, 1, "processed"),
+        sender="Audiomill <noreply@audiomill.example>",
+        recipient="ada@example.com",
+        subject=f"{name} is ready as ogg",
+        text=f"Your file {name} is ready.\n",
+        html=f"<p>Your file {name} is ready.</p>\n",
+    )
+    FileMailer(tmp_path).send(mail)
+
+    (path,) = tmp_path.glob("*.eml")
+    raw = path.read_bytes()
+    assert raw.isascii(), "headers and bodies are transfer-encoded"
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Subject"] == f"{name} is ready as ogg"
+    assert message.get_body(("plain",)).get_content() == mail.text
+    assert message.get_body(("html",)).get_content() == mail.html
