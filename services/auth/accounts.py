@@ -191,63 +191,55 @@ class Accounts:
         alike, and TooManyAttempts once the account has used up its failures
         in the throttle window.
 
-        Each attempt is recorded as a failure before the password is checked,
-        in a short transaction that takes the account's turn, and cleared if
-        the password is right. So concurrent guesses cannot slip past the
-        count, and no lock is held while the hash runs."""
+        The attempt waits for a hashing turn before it opens its transaction,
+        so a connection and the account's row lock are held only while a hash
+        actually runs; the row lock makes concurrent attempts on one account
+        take turns, so a burst cannot slip past the failure count."""
         name = identifier.strip().lower()
-        user, account_key = self._claim_attempt(name)
-
-        if user is None:
-            self._passwords.verify_dummy(password)
-            accepted = False
-        else:
-            accepted = self._passwords.verify(user.password_hash, password)
-        if not accepted:
-            log.info(
-                "log-in refused for %s",
-                f"user {user.id}" if user else "an unknown account",
-            )
-            raise InvalidCredentials()
-
-        rehashed = (
-            self._passwords.hash(password)
-            if self._passwords.needs_rehash(user.password_hash)
-            else None
-        )
-        with _database(), self._sessions() as session, session.begin():
-            session.execute(
-                delete(LoginFailure).where(LoginFailure.account_key == account_key)
-            )
-            if rehashed:
-                session.get(User, user.id).password_hash = rehashed
-        return user
-
-    def _claim_attempt(self, name: str) -> tuple[User | None, str]:
-        """Record one attempt on the account ``name`` designates, as a failure
-        until proven otherwise; raise TooManyAttempts if it has none left."""
         column = User.email_key if "@" in name else User.username_key
         now = self._clock()
         window = timedelta(seconds=self._throttle.window_seconds)
+        refusal: InvalidCredentials | TooManyAttempts | None = None
 
-        with _database(), self._sessions() as session, session.begin():
-            # The row lock makes concurrent attempts on one account take turns.
+        with (
+            self._passwords.turn(),
+            _database(),
+            self._sessions() as session,
+            session.begin(),
+        ):
             user = session.scalars(
                 select(User).where(column == name).with_for_update()
             ).first()
             account_key = f"user:{user.id}" if user else f"name:{name}"
             failures = self._recent_failures(session, account_key, now - window)
-            if len(failures) < self._throttle.max_failures:
-                session.add(LoginFailure(account_key=account_key, failed_at=now))
-                return user, account_key
 
-        oldest = failures[len(failures) - self._throttle.max_failures]
-        wait = (oldest + window - now).total_seconds()
-        log.info(
-            "log-in throttled for %s",
-            f"user {user.id}" if user else "an unknown account",
-        )
-        raise TooManyAttempts(retry_after=max(1, math.ceil(wait)))
+            if len(failures) >= self._throttle.max_failures:
+                oldest = failures[len(failures) - self._throttle.max_failures]
+                wait = (oldest + window - now).total_seconds()
+                refusal = TooManyAttempts(retry_after=max(1, math.ceil(wait)))
+            elif user is None:
+                self._passwords.verify_dummy(password)
+                refusal = InvalidCredentials()
+            elif not self._passwords.verify(user.password_hash, password):
+                refusal = InvalidCredentials()
+            else:
+                session.execute(
+                    delete(LoginFailure).where(LoginFailure.account_key == account_key)
+                )
+                if self._passwords.needs_rehash(user.password_hash):
+                    user.password_hash = self._passwords.hash(password)
+
+            if isinstance(refusal, InvalidCredentials):
+                session.add(LoginFailure(account_key=account_key, failed_at=now))
+
+        if refusal is not None:
+            log.info(
+                "log-in refused (%s) for %s",
+                type(refusal).__name__,
+                f"user {user.id}" if user else "an unknown account",
+            )
+            raise refusal
+        return user
 
     @staticmethod
     def _recent_failures(

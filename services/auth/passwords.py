@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -31,6 +33,7 @@ class Passwords:
     def __init__(self, cost: HashCost | None = None, concurrency: int = 2) -> None:
         cost = cost or HashCost()
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._holder = threading.local()
         self._hasher = PasswordHasher(
             time_cost=cost.time_cost,
             memory_cost=cost.memory_cost_kib,
@@ -39,13 +42,26 @@ class Passwords:
         )
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
-    def hash(self, password: str) -> str:
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold one of the hashing slots; hashes inside it take no other."""
+        if getattr(self._holder, "active", False):
+            yield
+            return
         with self._slots:
+            self._holder.active = True
+            try:
+                yield
+            finally:
+                self._holder.active = False
+
+    def hash(self, password: str) -> str:
+        with self.turn():
             return self._hasher.hash(password)
 
     def verify(self, password_hash: str, password: str) -> bool:
         try:
-            with self._slots:
+            with self.turn():
                 return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
