@@ -6,10 +6,9 @@ import logging
 from typing import Any
 
 from connexion import request
-from sqlalchemy import Engine, text
 
 from services.notifier.domain import Notifier
-from services.notifier.notification_log import database_faults
+from services.notifier.notification_log import SqlNotificationLog
 from services.shared.events import InvalidEvent, decode_push
 from services.shared.pushauth import PushVerifier
 
@@ -17,10 +16,15 @@ log = logging.getLogger(__name__)
 
 
 class NotifierApi:
-    def __init__(self, notifier: Notifier, verifier: PushVerifier, engine: Engine):
+    def __init__(
+        self,
+        notifier: Notifier,
+        verifier: PushVerifier,
+        notifications: SqlNotificationLog,
+    ) -> None:
         self._notifier = notifier
         self._verifier = verifier
-        self._engine = engine
+        self._notifications = notifications
 
     def receive_task_event(self, body: dict[str, Any], token: str | None = None):
         self._verifier.verify(request.headers, request.query_params)
@@ -34,6 +38,5 @@ class NotifierApi:
         return None, 204
 
     def healthz(self):
-        with database_faults(), self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        self._notifications.check()
         return {"status": "ok"}, 200, {"Content-Type": "application/json"}

@@ -57,7 +57,8 @@ def create_app(
         )
     composer = TemplateComposer(settings.mail_from, common.public_base_url)
     verifier = PushVerifier.from_settings(common)
-    handlers = NotifierApi(Notifier(notifications, mailer, composer), verifier, engine)
+    notifier = Notifier(notifications, mailer, composer)
+    handlers = NotifierApi(notifier, verifier, notifications)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -69,7 +70,6 @@ def create_app(
         "notifier.yaml",
         resolver=handler_resolver(handlers),
         validate_responses=True,
-        swagger_ui_options=None,
     )
     app.add_middleware(TraceMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
 

@@ -62,6 +62,7 @@ def database_faults() -> Iterator[None]:
         log.error("no database connection free in time: %s", error)
         raise DatabaseUnavailable("the notification log is busy") from error
     except (OperationalError, InterfaceError) as error:
+        # A missing table (migrations not run) is an OperationalError too.
         log.error("the notifier database is unavailable: %s", error.orig)
         raise DatabaseUnavailable("the notification log is unavailable") from error
 
@@ -133,6 +134,12 @@ class SqlNotificationLog:
                 .where(*_is_held(claim.key, claim.token))
                 .execution_options(synchronize_session=False)
             )
+
+    def check(self) -> None:
+        """Raise DatabaseUnavailable unless the database answers and holds
+        the notifier's table (its migrations have run)."""
+        with database_faults(), self._sessions() as session:
+            session.execute(select(SentNotification.task_id).limit(1))
 
     def status_of(self, key: NotificationKey) -> str | None:
         """The recorded status of ``key``, or None when nothing is recorded."""

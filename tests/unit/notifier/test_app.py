@@ -214,3 +214,13 @@ def test_with_oidc_push_auth_a_push_without_a_bearer_token_is_refused(
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert fake_mailer.sent == []
+
+
+def test_healthz_fails_until_the_migrations_have_run(settings, tmp_path, fake_mailer):
+    empty = f"sqlite:///{tmp_path / 'not-migrated.db'}"
+    common = replace(settings.common, database_url=empty)
+    app = create_app(replace(settings, common=common), mailer=fake_mailer)
+    with app.test_client() as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
