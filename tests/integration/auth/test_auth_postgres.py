@@ -255,3 +255,16 @@ def test_two_signups_racing_for_one_name_leave_one_account(sessions):
 
     assert sorted(outcomes) == ["created"] + ["taken"] * 5
     assert count(sessions, User) == 1
+
+
+def test_concurrent_right_passwords_all_get_in(sessions):
+    accounts = Accounts(
+        sessions, Passwords(HashCost(1, 2048, 1), concurrency=4), ThrottlePolicy()
+    )
+    accounts.signup(SignupForm("ada", "ada@example.com", PASSWORD))
+
+    with ThreadPoolExecutor(10) as pool:
+        users = list(pool.map(lambda _: accounts.login("ada", PASSWORD), range(10)))
+
+    assert {user.username for user in users} == {"ada"}
+    assert count(sessions, LoginFailure) == 0

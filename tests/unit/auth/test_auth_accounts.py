@@ -352,3 +352,20 @@ def test_a_hash_made_with_an_older_cost_is_upgraded_at_login(sessions, clock):
         upgraded = session.get(User, user.id).password_hash
     assert not stronger.needs_rehash(upgraded)
     assert stronger.verify(upgraded, PASSWORD)
+
+
+def test_concurrent_right_passwords_all_get_in(sessions, clock):
+    from concurrent.futures import ThreadPoolExecutor
+
+    accounts = Accounts(
+        sessions,
+        Passwords(HashCost(1, 1024, 1), concurrency=4),
+        ThrottlePolicy(),
+        clock,
+    )
+    signup(accounts)
+
+    with ThreadPoolExecutor(8) as pool:
+        users = list(pool.map(lambda _: accounts.login("ada", PASSWORD), range(8)))
+
+    assert {user.username for user in users} == {"ada"}
