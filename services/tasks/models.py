@@ -97,7 +97,7 @@ class Task(Base):
 class OutboxEntry(Base):
     """An event written in the same transaction as the change it announces,
     published after commit; ``published_at`` stays null until the bus has
-    accepted it."""
+    accepted it, and ``claimed_until`` marks an entry someone is sending."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_published_at_id", "published_at", "id"),)
@@ -110,4 +110,5 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

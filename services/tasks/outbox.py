@@ -1,6 +1,13 @@
 """The transactional outbox: events are written in the transaction of the
 change they announce and published after it commits, so a broker outage
-delays an event but never loses it."""
+delays an event but never loses it.
+
+Each entry is claimed with a conditional update before it is sent, so the
+request that wrote it, the periodic flush and other instances do not send
+one entry twice at once, on SQLite as on PostgreSQL. Delivery stays at least
+once (a crash between publishing and marking sends it again later), which
+every consumer handles.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared import events
@@ -21,6 +28,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 KEEP_PUBLISHED = timedelta(days=7)
+# How long a claim on an entry lasts; an instance that dies while publishing
+# leaves the entry to others once it runs out.
+LEASE = timedelta(seconds=60)
 
 
 def utcnow() -> datetime:
@@ -58,45 +68,41 @@ class Outbox:
         return entry
 
     def publish(self, entry_ids: Iterable[int]) -> int:
-        """Publish the given entries now if they are still pending; called
-        right after the commit that wrote them. A failure leaves them for the
-        next flush and is not the caller's problem: its change is committed."""
-        ids = list(entry_ids)
-        if not ids:
-            return 0
+        """Publish the given entries now, if no one else has; called right
+        after the commit that wrote them. A failure leaves them for the next
+        flush and is not the caller's problem: its change is committed."""
+        published = 0
         try:
-            with self._sessions() as session:
-                query = select(OutboxEntry).where(
-                    OutboxEntry.id.in_(ids), OutboxEntry.published_at.is_(None)
-                )
-                published, _ = self._publish_locked(session, query)
-                return published
+            for entry_id in entry_ids:
+                outcome = self._publish_one(entry_id)
+                if outcome is False:
+                    break
+                published += bool(outcome)
         except Exception:
-            log.exception("publishing outbox entries %s failed; the flush retries", ids)
-            return 0
+            log.exception("publishing outbox entries failed; the flush retries")
+        return published
 
     def flush(self) -> FlushResult:
-        """Publish what is pending, oldest first, in batches, until the bus
-        refuses one or nothing is left; forget entries published long ago."""
+        """Publish what is pending, oldest first, until the bus refuses one or
+        nothing is left; forget entries published long ago."""
         published = 0
-        with self._sessions() as session:
-            while True:
-                query = (
-                    select(OutboxEntry)
-                    .where(OutboxEntry.published_at.is_(None))
-                    .order_by(OutboxEntry.id)
-                    .limit(BATCH)
-                )
-                done, refused = self._publish_locked(session, query)
-                published += done
-                if refused or done < BATCH:
+        refused = False
+        while not refused:
+            due = self._due(BATCH)
+            for entry_id in due:
+                outcome = self._publish_one(entry_id)
+                if outcome is False:
+                    refused = True
                     break
+                published += bool(outcome)
+            if len(due) < BATCH:
+                break
+        with self._sessions() as session, session.begin():
             session.execute(
                 delete(OutboxEntry).where(
                     OutboxEntry.published_at < self._clock() - KEEP_PUBLISHED
                 )
             )
-            session.commit()
             pending = session.scalar(
                 select(func.count())
                 .select_from(OutboxEntry)
@@ -104,39 +110,70 @@ class Outbox:
             )
         return FlushResult(published=published, pending=pending or 0)
 
-    def _publish_locked(self, session: Session, query) -> tuple[int, bool]:
-        """Publish the entries ``query`` selects, holding their rows so that
-        instances flushing at once (on PostgreSQL) do not send one twice.
-        Returns how many were published and whether the bus refused one."""
-        entries = session.scalars(query.with_for_update(skip_locked=True)).all()
-        published = 0
-        refused = False
+    def _due(self, limit: int) -> list[int]:
+        with self._sessions() as session:
+            query = (
+                select(OutboxEntry.id)
+                .where(self._claimable(self._clock()))
+                .order_by(OutboxEntry.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    @staticmethod
+    def _claimable(now: datetime):
+        return and_(
+            OutboxEntry.published_at.is_(None),
+            or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until < now),
+        )
+
+    def _publish_one(self, entry_id: int) -> bool | None:
+        """Claim, publish and mark one entry: True once published, False if
+        the bus refused it, None if it is not ours to send (published, or
+        claimed by another instance or thread within its lease)."""
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            claimed = session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == entry_id, self._claimable(now))
+                .values(claimed_until=now + LEASE)
+            ).rowcount
+            if not claimed:
+                return None
+            entry = session.get_one(OutboxEntry, entry_id)
+            topic, event_type, task_id = entry.topic, entry.event_type, entry.task_id
+            data, attributes = events.encode(entry.payload)
+
         try:
-            for entry in entries:
-                data, attributes = events.encode(entry.payload)
-                try:
-                    message_id = self._publisher.publish(entry.topic, data, attributes)
-                except BusError as error:
-                    entry.attempts += 1
-                    entry.last_error = str(error)[:1000]
-                    log.warning(
-                        "bus refused %s for %s: %s",
-                        entry.event_type,
-                        entry.topic,
-                        error,
-                        extra={"task_id": entry.task_id},
-                    )
-                    refused = True
-                    break
-                entry.published_at = self._clock()
-                published += 1
-                log.info(
-                    "published %s to %s as %s",
-                    entry.event_type,
-                    entry.topic,
-                    message_id,
-                    extra={"task_id": entry.task_id},
-                )
-        finally:
-            session.commit()
-        return published, refused
+            message_id = self._publisher.publish(topic, data, attributes)
+        except BusError as error:
+            log.warning(
+                "bus refused %s for %s: %s",
+                event_type,
+                topic,
+                error,
+                extra={"task_id": task_id},
+            )
+            self._mark(
+                entry_id,
+                attempts=OutboxEntry.attempts + 1,
+                last_error=str(error)[:1000],
+                claimed_until=None,
+            )
+            return False
+
+        self._mark(entry_id, published_at=self._clock())
+        log.info(
+            "published %s to %s as %s",
+            event_type,
+            topic,
+            message_id,
+            extra={"task_id": task_id},
+        )
+        return True
+
+    def _mark(self, entry_id: int, **values: Any) -> None:
+        with self._sessions() as session, session.begin():
+            session.execute(
+                update(OutboxEntry).where(OutboxEntry.id == entry_id).values(**values)
+            )

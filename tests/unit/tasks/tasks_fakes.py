@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -62,7 +63,7 @@ class FakeStorage(FileStorage):
         self._check("delete")
         return super().delete_prefix(prefix)
 
-    def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         if not self.root.exists():
             return []
         return sorted(
@@ -86,6 +87,7 @@ class CountingReader:
         return self._data[start:end]
 
 
+@functools.cache
 def wav_bytes(seconds: float = 0.1, rate: int = 8000) -> bytes:
     """A real, tiny PCM WAV file: a 440 Hz tone."""
     frames = int(seconds * rate)

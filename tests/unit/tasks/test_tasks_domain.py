@@ -124,7 +124,7 @@ def test_create_stores_the_file_then_the_task_and_its_request(
     assert (task.original_format, task.new_format) == ("wav", "ogg")
     assert task.filename == "song.wav"
     assert task.size_bytes == len(data)
-    assert storage.keys() == [task.source_key]
+    assert storage.stored_keys() == [task.source_key]
     assert storage.open(task.source_key).read() == data
     assert task.source_key.startswith(task.storage_prefix)
 
@@ -160,7 +160,7 @@ def test_a_bad_upload_keeps_nothing(
 ):
     with pytest.raises(error, match=message):
         create(service, owner, data, target=target)
-    assert storage.keys() == []
+    assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
     assert count(sessions, OutboxEntry) == 0
     assert publisher.sent == []
@@ -179,7 +179,7 @@ def test_an_upload_over_the_limit_stops_being_read_and_keeps_nothing(
     with pytest.raises(UploadTooLarge, match=str(LIMIT)):
         service.create(owner, source, "long.wav", "ogg")
     assert source.read_bytes <= LIMIT + 1
-    assert storage.keys() == []
+    assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
 
 
@@ -204,7 +204,7 @@ def test_a_failed_transaction_removes_the_stored_file(
     monkeypatch.setattr(service, "_insert", broken)
     with pytest.raises(OperationalError):
         create(service, owner)
-    assert storage.keys() == []
+    assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
 
 
@@ -327,7 +327,7 @@ def test_delete_removes_every_file_and_the_task(service, owner, storage, session
 
     service.delete(owner, task.id)
 
-    assert storage.keys() == []
+    assert storage.stored_keys() == []
     with pytest.raises(TaskNotFound):
         service.get(owner, task.id)
 
