@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.auth.errors import (
@@ -115,11 +116,12 @@ def login_identifier(fields: dict[str, object]) -> str:
 
 @contextmanager
 def _database() -> Iterator[None]:
-    """Turn a database that does not answer into AccountsUnavailable; the
-    driver's message, which names hosts, stays in the log."""
+    """Turn a database that does not answer, or a pool with no connection
+    free, into AccountsUnavailable; the driver's message, which names hosts,
+    stays in the log."""
     try:
         yield
-    except OperationalError as error:
+    except (OperationalError, PoolTimeout) as error:
         log.error("the auth database does not answer: %s", error)
         raise AccountsUnavailable() from error
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from connexion import AsyncApp
@@ -12,8 +14,8 @@ from connexion.exceptions import OAuthProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.security import BearerSecurityHandler
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,6 +31,7 @@ from services.auth.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from services.auth.models import LoginFailure
 from services.auth.passwords import Passwords
 from services.auth.settings import SERVICE, AuthSettings
 from services.shared.config import ConfigError
@@ -103,8 +106,14 @@ def create_app(
     if not any(isinstance(f, _QuietContentTypeNotice) for f in notices.filters):
         notices.addFilter(_QuietContentTypeNotice())
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
     app = AsyncApp(
         __name__,
+        lifespan=lifespan,
         specification_dir=spec_dir(),
         security_map={
             "bearer": functools.partial(_BearerHandler, handlers.bearer_info)
@@ -169,14 +178,17 @@ def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
 async def _healthz(engine: Engine, _request: Request) -> JSONResponse:
     try:
         await run_in_threadpool(_ping, engine)
-    except OperationalError:
-        log.warning("health check: the database does not answer")
+    except DBAPIError as error:
+        log.warning("health check: the auth database is not ready: %s", error)
         return JSONResponse(
             {
                 "type": "about:blank",
                 "title": "Service Unavailable",
                 "status": 503,
-                "detail": "The auth database does not answer; try again shortly.",
+                "detail": (
+                    "The auth database does not answer or lacks its tables "
+                    "(python -m services.shared.migrate auth); try again shortly."
+                ),
             },
             status_code=503,
             media_type=PROBLEM_JSON,
@@ -186,5 +198,6 @@ async def _healthz(engine: Engine, _request: Request) -> JSONResponse:
 
 
 def _ping(engine: Engine) -> None:
+    """Reach the database and the newest table, so an unmigrated one fails."""
     with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+        connection.execute(select(LoginFailure.id).limit(1))

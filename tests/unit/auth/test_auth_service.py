@@ -488,3 +488,14 @@ def test_the_swagger_ui_is_served(client):
 
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+def test_healthz_fails_until_the_database_is_migrated(tmp_path, signing_key_pem):
+    settings = AuthSettings.from_env(
+        {"VAR_DIR": str(tmp_path), "AUTH_SIGNING_KEY": signing_key_pem.decode()}
+    )
+    app = create_app(settings, passwords=Passwords(CHEAP))
+    with TestClient(app, raise_server_exceptions=False) as unmigrated:
+        problem = assert_problem(unmigrated.get("/healthz"), 503)
+
+    assert "services.shared.migrate auth" in problem["detail"]
