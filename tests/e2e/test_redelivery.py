@@ -1,0 +1,93 @@
+"""Every message pushed twice: the end state and the mail are as if once.
+
+A stack of its own runs with ``RELAY_DUPLICATE_DELIVERY=1``: the relay pushes
+each message again, same id, right after its first ack.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.client import User
+from tests.e2e.conftest import outbox_of, require
+from tests.e2e.test_pipeline import PIPELINE
+
+ACKS = {"102", "200", "201", "202", "204"}
+SUBSCRIPTIONS = {
+    "converter-conversion-requests",
+    "tasks-conversion-results",
+    "notifier-task-events",
+}
+
+
+@pytest.fixture(scope="module")
+def twice(stack_factory):
+    bus = os.environ.get("E2E_BUS_URL", "relay://")
+    if not bus.startswith("relay://"):
+        pytest.skip(
+            f"the relay not available: BUS_URL is {bus}, and duplicate pushes "
+            "are made by the relay"
+        )
+    stack = stack_factory("twice", {"RELAY_DUPLICATE_DELIVERY": "1"})
+    require(stack, *PIPELINE)
+    return stack
+
+
+@pytest.fixture
+def twice_user(twice):
+    signed_up = User.sign_up(twice.base_url)
+    yield signed_up
+    signed_up.http.close()
+
+
+def _deliveries_of(stack, task_id: int) -> list[dict]:
+    answer = httpx.get(f"{stack.relay_url}/v1/deliveries")
+    return [
+        d
+        for d in answer.json()["deliveries"]
+        if d["attributes"].get("task_id") == str(task_id)
+    ]
+
+
+def _settled(stack, task_id: int) -> list[dict]:
+    """The task's deliveries once all of them, duplicates too, are answered."""
+    deadline = time.monotonic() + 30
+    while True:
+        rows = _deliveries_of(stack, task_id)
+        done = {d["subscription"] for d in rows if d["duplicateStatus"]}
+        if done >= SUBSCRIPTIONS and all(
+            d["state"] != "pending" and d["duplicateStatus"] for d in rows
+        ):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"deliveries did not settle: {rows}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [("wav", "processed"), ("corrupt", "failed")],
+)
+def test_duplicate_pushes_change_nothing_and_send_no_second_mail(
+    twice, twice_user, sources, tmp_path, content, expected
+):
+    if content == "corrupt":
+        upload = tmp_path / "broken.flac"
+        upload.write_bytes(b"fLaC" + os.urandom(16 * 1024))
+    else:
+        upload = sources.wav
+    task = twice_user.create(upload, "ogg")
+
+    done = twice_user.wait_until_final(task["id"])
+    rows = _settled(twice, task["id"])
+    after = twice_user.task(task["id"])
+
+    assert done["status"] == expected
+    assert after == done
+    assert {d["subscription"] for d in rows} == SUBSCRIPTIONS
+    assert all(d["duplicateStatus"] in ACKS for d in rows), rows
+    assert len(outbox_of(twice).wait_for(twice_user.email, 1, settle=1.0)) == 1
