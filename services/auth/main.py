@@ -167,12 +167,13 @@ def _missing_token(_request: ConnexionRequest, _error: Exception) -> ConnexionRe
 
 def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
     status = getattr(error, "status_code", 404)
-    what = "is not a route" if status == 404 else "does not take this method"
-    return problem(
-        status,
-        f"{request.method} {request.url.path}: {request.url.path} {what} here; "
-        "the API is described at /api/auth/ui/.",
+    path = request.url.path
+    refusal = (
+        f"{path} is not a route of this service"
+        if status == 404
+        else f"{path} does not take {request.method}"
     )
+    return problem(status, f"{refusal}; the API is described at /api/auth/ui/.")
 
 
 async def _healthz(engine: Engine, _request: Request) -> JSONResponse:
