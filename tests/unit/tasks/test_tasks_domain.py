@@ -332,6 +332,18 @@ def test_delete_removes_every_file_and_the_task(service, owner, storage, session
         service.get(owner, task.id)
 
 
+def test_delete_removes_outputs_the_task_never_recorded(service, owner, storage):
+    task = create(service, owner)
+    # An output written by a conversion whose result never arrived.
+    orphan = f"tasks/{task.id}/v1/converted.ogg"
+    storage.save(orphan, io.BytesIO(b"OggS"))
+    unrelated = create(service, owner)
+
+    service.delete(owner, task.id)
+
+    assert storage.stored_keys() == [unrelated.source_key]
+
+
 def test_a_storage_fault_during_delete_keeps_the_task(service, owner, storage):
     task = create(service, owner)
     storage.failing.add("delete")
