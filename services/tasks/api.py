@@ -122,14 +122,21 @@ class TasksApi:
     ) -> Reply:
         body = body or {}
         part = file or audio
-        named = body.get("filename") if file is None else None
-        filename = named or (part.filename if part else None)
-        task = self._service.create(
-            Owner.from_claims(token_info),
-            part.file if part else None,
-            filename,
-            body.get("newFormat"),
-        )
+        given = body.get("filename")
+        named = part.filename if part else None
+        # The first version's clients put the real name in the filename field.
+        filename = (given or named) if file is None else (named or given)
+        try:
+            task = self._service.create(
+                Owner.from_claims(token_info),
+                part.file if part else None,
+                filename,
+                body.get("newFormat"),
+            )
+        finally:
+            for upload in (file, audio):
+                if upload is not None:
+                    upload.file.close()
         return task_json(task), 201, {**JSON, "Location": f"/api/tasks/{task.id}"}
 
     def list_tasks(

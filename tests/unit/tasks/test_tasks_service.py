@@ -451,6 +451,7 @@ def test_a_bad_upload_is_refused_and_nothing_is_stored(
         ("GET", "/api/tasks/abc"),
         ("GET", "/api/tasks/-1"),
         ("GET", "/api/tasks/0"),
+        ("GET", "/api/tasks/99999999999999999999"),
         ("PUT", "/api/tasks/abc"),
         ("DELETE", "/api/tasks/abc"),
         ("GET", "/api/tasks/abc/original"),
