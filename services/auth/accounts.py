@@ -3,6 +3,7 @@ throttled."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -114,6 +115,12 @@ def login_identifier(fields: dict[str, object]) -> str:
     return identifier
 
 
+def _unknown_key(name: str) -> str:
+    """The throttle key of a name with no account: a digest, so that what
+    people type (a password in the wrong field, now and then) is not kept."""
+    return "name:" + hashlib.sha256(name.encode()).hexdigest()
+
+
 @contextmanager
 def _database() -> Iterator[None]:
     """Turn a database that does not answer, or a pool with no connection
@@ -212,7 +219,7 @@ class Accounts:
             user = session.scalars(
                 select(User).where(column == name).with_for_update()
             ).first()
-            account_key = f"user:{user.id}" if user else f"name:{name}"
+            account_key = f"user:{user.id}" if user else _unknown_key(name)
             failures = self._recent_failures(session, account_key, now - window)
 
             if len(failures) >= self._throttle.max_failures:

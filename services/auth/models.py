@@ -61,8 +61,8 @@ class User(Base):
 
 class LoginFailure(Base):
     """One failed log-in. ``account_key`` names the account tried: the user id
-    for a known account, the lowercased name given for an unknown one, so that
-    both are throttled alike."""
+    for a known account, a digest of the lowercased name given for an unknown
+    one, so that both are throttled alike."""
 
     __tablename__ = "login_failures"
     __table_args__ = (

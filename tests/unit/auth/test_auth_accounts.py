@@ -369,3 +369,11 @@ def test_concurrent_right_passwords_all_get_in(sessions, clock):
         users = list(pool.map(lambda _: accounts.login("ada", PASSWORD), range(8)))
 
     assert {user.username for user in users} == {"ada"}
+
+
+def test_a_name_with_no_account_is_not_kept_in_clear(accounts, sessions):
+    fail(accounts, "MyS3cretPassw0rd", 1)
+
+    with sessions() as session:
+        (key,) = session.scalars(select(LoginFailure.account_key)).all()
+    assert "s3cret" not in key.lower()
