@@ -65,6 +65,11 @@ def signing_key(env: Env, var_dir: Path) -> tuple[bytes, str]:
     path = env.str("AUTH_SIGNING_KEY_FILE")
     if pem and path:
         raise ConfigError("set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE, not both")
+    if pem and pem.startswith("sm://"):
+        raise ConfigError(
+            "AUTH_SIGNING_KEY is a Secret Manager reference that nothing resolved; "
+            "start the process through `python -m services.shared.gcp.secrets`"
+        )
     if pem:
         key = _checked(pem.replace("\\n", "\n").encode(), "AUTH_SIGNING_KEY")
         return key, "AUTH_SIGNING_KEY"

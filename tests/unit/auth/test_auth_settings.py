@@ -60,6 +60,10 @@ def test_without_a_key_setting_one_is_made_under_var_and_kept(tmp_path):
     [
         ({"AUTH_SIGNING_KEY": "not a key"}, "AUTH_SIGNING_KEY must hold a PEM"),
         ({"AUTH_SIGNING_KEY_FILE": "/etc/hostname"}, "not both"),
+        (
+            {"AUTH_SIGNING_KEY": "sm://projects/p/secrets/key/versions/latest"},
+            "services.shared.gcp.secrets",
+        ),
         ({"TOKEN_TTL_SECONDS": "soon"}, "TOKEN_TTL_SECONDS must be an integer"),
         ({"TOKEN_TTL_SECONDS": "5"}, "TOKEN_TTL_SECONDS must be at least 60"),
         ({"LOGIN_MAX_FAILURES": "0"}, "LOGIN_MAX_FAILURES must be at least 1"),
