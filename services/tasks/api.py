@@ -28,6 +28,7 @@ from services.tasks.errors import (
 )
 from services.tasks.models import Task
 from services.tasks.outbox import Outbox
+from services.tasks.results import ResultApplier
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class TasksApi:
     def __init__(
         self,
         service: TaskService,
+        results: ResultApplier,
         outbox: Outbox,
         storage: Storage,
         verifier: JwksVerifier,
@@ -89,6 +91,7 @@ class TasksApi:
         signed_url_seconds: int,
     ) -> None:
         self._service = service
+        self._results = results
         self._outbox = outbox
         self._storage = storage
         self._verifier = verifier
@@ -216,7 +219,7 @@ class TasksApi:
                 message.message_id,
             )
             return None, 204
-        self._service.apply_result(message.event)
+        self._results.apply(message.event)
         return None, 204
 
     def flush_outbox(self) -> Reply:

@@ -1,5 +1,5 @@
 """The rules of tasks: creating one from an upload, listing, re-converting,
-deleting, serving its files, and applying conversion results.
+deleting and serving its files (results are in ``results``).
 
 Every change to a task and the event announcing it are committed together
 (see ``outbox``); files are written before that transaction and removed again
@@ -9,12 +9,10 @@ if it fails, so no request leaves a task half made.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -32,16 +30,17 @@ from services.tasks.errors import (
     UploadTooLarge,
 )
 from services.tasks.models import Task
-from services.tasks.outbox import Outbox
+from services.tasks.outbox import Outbox, utcnow
+from services.tasks.uploads import (
+    LimitedReader,
+    clean_filename,
+    converted_name,
+    output_prefix,
+    read_head,
+    target_format,
+)
 
 log = logging.getLogger(__name__)
-
-MAX_FILENAME = 255
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -71,105 +70,6 @@ class StoredFile:
     download_name: str
     media_type: str
     size: int
-
-
-def clean_filename(name: str | None, fmt: AudioFormat) -> str:
-    """The last path part of ``name``, without control characters, at most
-    255 characters long; a name with nothing left becomes ``audio.EXT``."""
-    name = unicodedata.normalize("NFC", name or "")
-    name = re.split(r"[/\\]", name)[-1]
-    name = _UNSAFE.sub("", name).strip()
-    if name in ("", ".", ".."):
-        return f"audio.{fmt.extension}"
-    if len(name) > MAX_FILENAME:
-        stem, dot, extension = name.rpartition(".")
-        if dot and 0 < len(extension) <= 16:
-            name = stem[: MAX_FILENAME - len(extension) - 1] + "." + extension
-        else:
-            name = name[:MAX_FILENAME]
-    return name
-
-
-def output_prefix(task_id: int) -> str:
-    """Where the converter writes a task's outputs (``tasks/<id>/v<n>/...``).
-    Uploads live under a random ``tasks/<hex>/`` prefix instead, because the
-    file is stored before the task row, and its id, exist; the two never
-    overlap, as an upload's prefix is 32 hex digits and never only digits."""
-    return f"tasks/{task_id}/"
-
-
-def converted_name(filename: str, fmt: AudioFormat) -> str:
-    stem, dot, _ = filename.rpartition(".")
-    return f"{stem if dot and stem else filename}.{fmt.extension}"
-
-
-def target_format(name: str | None) -> AudioFormat:
-    """The format ``name`` asks for, checked to be one we write."""
-    if not name:
-        raise InvalidRequest(
-            "newFormat is missing; name one of: " + ", ".join(_target_names())
-        )
-    try:
-        fmt = formats.get(name)
-    except formats.UnknownFormat:
-        raise InvalidRequest(
-            f"newFormat {name!r} is not a format we convert to; use one of: "
-            + ", ".join(_target_names())
-        ) from None
-    if not fmt.target:
-        raise InvalidRequest(
-            f"{fmt.name} cannot be converted to; use one of: "
-            + ", ".join(_target_names())
-        )
-    return fmt
-
-
-def _target_names() -> list[str]:
-    return [fmt.name for fmt in formats.targets()]
-
-
-def read_head(upload: BinaryIO) -> bytes:
-    """The first ``SNIFF_BYTES`` of ``upload`` (fewer only at its end)."""
-    head = b""
-    while len(head) < formats.SNIFF_BYTES:
-        chunk = upload.read(formats.SNIFF_BYTES - len(head))
-        if not chunk:
-            break
-        head += chunk
-    return head
-
-
-class LimitedReader:
-    """``head`` then the rest of ``upload``, raising UploadTooLarge as soon as
-    more than ``limit`` bytes have been read, so reading stops there."""
-
-    def __init__(self, head: bytes, upload: BinaryIO, limit: int) -> None:
-        self._head = head
-        self._upload = upload
-        self._limit = limit
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            chunk, self._head = self._head, b""
-        else:
-            # Read one byte past the limit at most, enough to know it is over.
-            room = self._limit - self.count + 1
-            chunk = self._upload.read(room if size < 0 else min(size, room))
-        self.count += len(chunk)
-        if self.count > self._limit:
-            raise UploadTooLarge(self._limit)
-        return chunk
-
-
-@dataclass(frozen=True)
-class ResultOutcome:
-    """What applying a conversion result did: ``applied``, ``stale`` (an
-    older version), ``deleted`` (no such task) or ``duplicate``."""
-
-    kind: str
-    task_id: int
-    version: int
 
 
 class TaskService:
@@ -419,86 +319,3 @@ class TaskService:
             log.exception(
                 "could not remove %s; it is left over", key, extra={"task_id": task_id}
             )
-
-    # Results -------------------------------------------------------------
-
-    def apply_result(self, event: dict[str, Any]) -> ResultOutcome:
-        """Apply a validated ``conversion.succeeded`` or ``conversion.failed``.
-
-        Only a result for the task's current version, while it waits for one,
-        changes anything; the output of any other is removed (a stale version
-        or a deleted task), and a redelivery is a no-op.
-        """
-        task_id, version = event["task_id"], event["version"]
-        succeeded = event["type"] == "conversion.succeeded"
-        output = event.get("output_key") if succeeded else None
-        entry_id = None
-        with self._sessions() as session, session.begin():
-            task = session.get(Task, task_id, with_for_update=True)
-            if task is None:
-                kind = "deleted"
-            elif task.version != version:
-                kind = "stale"
-            elif task.status != "uploaded":
-                kind = "duplicate"
-                output = None
-            else:
-                kind = "applied"
-                entry_id = self._record_result(session, task, event)
-                output = None
-
-        if output and (task is None or output != task.output_key):
-            self._storage.delete(output)
-        log.info(
-            "%s result %s for task %s version %s",
-            kind,
-            event["type"],
-            task_id,
-            version,
-            extra={"task_id": task_id},
-        )
-        if entry_id is not None:
-            self._outbox.publish([entry_id])
-        return ResultOutcome(kind=kind, task_id=task_id, version=version)
-
-    def _record_result(self, session: Session, task: Task, event: dict) -> int:
-        now = self._clock()
-        task.processed_at = now
-        task.updated_at = now
-        owner = {
-            "id": task.owner_id,
-            "username": task.owner_username,
-            "email": task.owner_email,
-        }
-        common = {
-            "task_id": task.id,
-            "version": task.version,
-            "owner": owner,
-            "filename": task.filename,
-            "original_format": task.original_format,
-            "new_format": task.new_format,
-        }
-        if event["type"] == "conversion.succeeded":
-            task.status = "processed"
-            task.output_key = event["output_key"]
-            task.converted_size_bytes = event["size_bytes"]
-            task.duration_seconds = event["duration_seconds"]
-            announcement = events.new_event(
-                "task.processed",
-                **common,
-                size_bytes=event["size_bytes"],
-                duration_seconds=event["duration_seconds"],
-                download_path=f"/api/tasks/{task.id}/converted",
-            )
-        else:
-            task.status = "failed"
-            task.error_code = event["code"]
-            task.error_message = event["message"]
-            announcement = events.new_event(
-                "task.failed",
-                **common,
-                error={"code": event["code"], "message": event["message"]},
-            )
-        entry = self._outbox.add(session, announcement)
-        session.flush()
-        return entry.id

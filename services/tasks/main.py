@@ -37,6 +37,7 @@ from services.tasks.api import TasksApi
 from services.tasks.domain import TaskService
 from services.tasks.errors import STATUS_OF, headers_of
 from services.tasks.outbox import Outbox
+from services.tasks.results import ResultApplier
 from services.tasks.settings import TasksSettings
 from services.tasks.validation import ConciseParameterValidator, upload_validator
 
@@ -89,6 +90,7 @@ def create_app(
     service = TaskService(sessions, storage, outbox, settings.max_upload_bytes)
     handlers = TasksApi(
         service,
+        ResultApplier(sessions, storage, outbox),
         outbox,
         storage,
         verifier,

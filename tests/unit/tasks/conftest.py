@@ -16,6 +16,7 @@ from services.shared.tokens import TokenSigner, generate_key_pem
 from services.tasks.domain import Owner, TaskService
 from services.tasks.main import create_app
 from services.tasks.outbox import Outbox
+from services.tasks.results import ResultApplier
 from services.tasks.settings import TasksSettings
 from tests.unit.tasks.tasks_fakes import (
     AUDIENCE,
@@ -68,6 +69,11 @@ def outbox(sessions, publisher) -> Outbox:
 @pytest.fixture
 def service(sessions, storage, outbox) -> TaskService:
     return TaskService(sessions, storage, outbox, max_upload_bytes=LIMIT)
+
+
+@pytest.fixture
+def results(sessions, storage, outbox) -> ResultApplier:
+    return ResultApplier(sessions, storage, outbox)
 
 
 @pytest.fixture

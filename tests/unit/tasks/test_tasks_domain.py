@@ -10,12 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from services.shared import events, formats
-from services.tasks.domain import (
-    LimitedReader,
-    Owner,
-    clean_filename,
-    converted_name,
-)
+from services.tasks.domain import Owner
 from services.tasks.errors import (
     FileNotReady,
     InvalidRequest,
@@ -24,6 +19,7 @@ from services.tasks.errors import (
     UploadTooLarge,
 )
 from services.tasks.models import OutboxEntry, Task
+from services.tasks.uploads import LimitedReader, clean_filename, converted_name
 from tests.unit.tasks.conftest import LIMIT
 from tests.unit.tasks.tasks_fakes import CountingReader, wav_bytes
 
@@ -247,12 +243,12 @@ def test_ids_are_never_reused_after_a_delete(service, owner):
 
 
 def test_list_is_the_owners_tasks_in_order_with_a_limit_and_status(
-    service, owner, storage
+    results, service, owner, storage
 ):
     other = Owner("2", "grace", "grace@example.com")
     mine = [create(service, owner).id for _ in range(3)]
     create(service, other)
-    service.apply_result(succeeded(service.get(owner, mine[1])))
+    results.apply(succeeded(service.get(owner, mine[1])))
 
     assert [t.id for t in service.list(owner, 100, False, None)] == mine
     assert [t.id for t in service.list(owner, 2, True, None)] == mine[::-1][:2]
@@ -269,13 +265,13 @@ def test_another_users_task_does_not_exist_for_you(service, owner):
         service.reconvert(stranger, task.id, "mp3")
 
 
-def test_there_is_no_converted_file_until_processed(service, owner, storage):
+def test_there_is_no_converted_file_until_processed(results, service, owner, storage):
     task = create(service, owner)
     with pytest.raises(FileNotReady, match="uploaded"):
         service.converted(owner, task.id)
     event = succeeded(task)
     put_output(storage, event)
-    service.apply_result(event)
+    results.apply(event)
     stored = service.converted(owner, task.id)
     assert stored.key == event["output_key"]
     assert stored.download_name == "song.ogg"
@@ -286,12 +282,12 @@ def test_there_is_no_converted_file_until_processed(service, owner, storage):
 
 
 def test_reconvert_starts_a_new_version_and_removes_the_old_output(
-    service, owner, storage, publisher
+    results, service, owner, storage, publisher
 ):
     task = create(service, owner)
     event = succeeded(task)
     put_output(storage, event)
-    service.apply_result(event)
+    results.apply(event)
 
     again = service.reconvert(owner, task.id, "mp3")
 
@@ -305,9 +301,9 @@ def test_reconvert_starts_a_new_version_and_removes_the_old_output(
     assert request["target_format"] == "mp3"
 
 
-def test_reconvert_after_a_failure_clears_the_error(service, owner):
+def test_reconvert_after_a_failure_clears_the_error(results, service, owner):
     task = create(service, owner)
-    service.apply_result(failed(task))
+    results.apply(failed(task))
     again = service.reconvert(owner, task.id, "flac")
     assert again.error_code is None and again.error_message is None
 
@@ -319,11 +315,13 @@ def test_reconvert_to_the_original_format_is_refused(service, owner):
     assert service.get(owner, task.id).version == 1
 
 
-def test_delete_removes_every_file_and_the_task(service, owner, storage, sessions):
+def test_delete_removes_every_file_and_the_task(
+    results, service, owner, storage, sessions
+):
     task = create(service, owner)
     event = succeeded(task)
     put_output(storage, event)
-    service.apply_result(event)
+    results.apply(event)
 
     service.delete(owner, task.id)
 
@@ -356,13 +354,13 @@ def test_a_storage_fault_during_delete_keeps_the_task(service, owner, storage):
 
 
 def test_a_success_for_the_current_version_processes_the_task(
-    service, owner, storage, publisher, sessions
+    results, service, owner, storage, publisher, sessions
 ):
     task = create(service, owner)
     event = succeeded(task)
     put_output(storage, event)
 
-    outcome = service.apply_result(event)
+    outcome = results.apply(event)
 
     assert outcome.kind == "applied"
     done = service.get(owner, task.id)
@@ -385,9 +383,11 @@ def test_a_success_for_the_current_version_processes_the_task(
     assert pending(sessions) == []
 
 
-def test_a_failure_for_the_current_version_fails_the_task(service, owner, publisher):
+def test_a_failure_for_the_current_version_fails_the_task(
+    results, service, owner, publisher
+):
     task = create(service, owner)
-    assert service.apply_result(failed(task)).kind == "applied"
+    assert results.apply(failed(task)).kind == "applied"
     done = service.get(owner, task.id)
     assert done.status == "failed"
     assert done.error_code == "corrupt_input"
@@ -398,7 +398,7 @@ def test_a_failure_for_the_current_version_fails_the_task(service, owner, publis
 
 
 def test_a_result_for_an_older_version_is_discarded_with_its_output(
-    service, owner, storage, publisher
+    results, service, owner, storage, publisher
 ):
     task = create(service, owner)
     service.reconvert(owner, task.id, "mp3")
@@ -406,7 +406,7 @@ def test_a_result_for_an_older_version_is_discarded_with_its_output(
     put_output(storage, old)
     sent = len(publisher.sent)
 
-    assert service.apply_result(old).kind == "stale"
+    assert results.apply(old).kind == "stale"
 
     current = service.get(owner, task.id)
     assert (current.status, current.version) == ("uploaded", 2)
@@ -415,7 +415,7 @@ def test_a_result_for_an_older_version_is_discarded_with_its_output(
 
 
 def test_a_result_for_a_deleted_task_is_discarded_with_its_output(
-    service, owner, storage, publisher
+    results, service, owner, storage, publisher
 ):
     task = create(service, owner)
     service.delete(owner, task.id)
@@ -423,21 +423,23 @@ def test_a_result_for_a_deleted_task_is_discarded_with_its_output(
     put_output(storage, event)
     sent = len(publisher.sent)
 
-    assert service.apply_result(event).kind == "deleted"
+    assert results.apply(event).kind == "deleted"
     assert not storage.exists(event["output_key"])
     assert len(publisher.sent) == sent
 
 
-def test_a_redelivered_result_changes_nothing(service, owner, storage, publisher):
+def test_a_redelivered_result_changes_nothing(
+    results, service, owner, storage, publisher
+):
     task = create(service, owner)
     event = succeeded(task)
     put_output(storage, event)
-    service.apply_result(event)
+    results.apply(event)
     before = service.get(owner, task.id)
     sent = len(publisher.sent)
 
-    assert service.apply_result(event).kind == "duplicate"
-    assert service.apply_result(failed(task)).kind == "duplicate"
+    assert results.apply(event).kind == "duplicate"
+    assert results.apply(failed(task)).kind == "duplicate"
 
     after = service.get(owner, task.id)
     assert (after.status, after.processed_at, after.updated_at) == (
@@ -451,10 +453,10 @@ def test_a_redelivered_result_changes_nothing(service, owner, storage, publisher
 
 
 def test_a_storage_fault_while_discarding_is_raised_for_a_retry(
-    service, owner, storage
+    results, service, owner, storage
 ):
     task = create(service, owner)
     service.delete(owner, task.id)
     storage.failing.add("delete")
     with pytest.raises(Exception, match="storage unreachable"):
-        service.apply_result(succeeded(task))
+        results.apply(succeeded(task))
