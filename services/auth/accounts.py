@@ -206,7 +206,6 @@ class Accounts:
         take turns, so a burst cannot slip past the failure count."""
         name = identifier.strip().lower()
         column = User.email_key if "@" in name else User.username_key
-        now = self._clock()
         window = timedelta(seconds=self._throttle.window_seconds)
         refusal: InvalidCredentials | TooManyAttempts | None = None
 
@@ -216,6 +215,7 @@ class Accounts:
             self._sessions() as session,
             session.begin(),
         ):
+            now = self._clock()
             user = session.scalars(
                 select(User).where(column == name).with_for_update()
             ).first()
