@@ -142,6 +142,8 @@ def ensure_signing_key(path: Path) -> None:
 
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As a server binds: a closed connection in TIME_WAIT does not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -333,15 +335,20 @@ class Stack:
         if not (REPO_ROOT / "services" / "shared" / "migrate.py").is_file():
             logger.warning("services/shared/migrate.py is missing: no migrations run")
             return
+        # Services that see the same settings migrate in one process.
+        groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        for spec in present:
+            if spec.has_migrations:
+                environ = service_environ(common, spec.name)
+                groups.setdefault(tuple(sorted(environ.items())), []).append(spec.name)
         runs = {
-            spec.name: subprocess.Popen(
-                [sys.executable, "-m", "services.shared.migrate", spec.name],
+            ", ".join(names): subprocess.Popen(
+                [sys.executable, "-m", "services.shared.migrate", *names],
                 cwd=REPO_ROOT,
-                env=service_environ(common, spec.name),
+                env=dict(key),
                 stdin=subprocess.DEVNULL,
             )
-            for spec in present
-            if spec.has_migrations
+            for key, names in groups.items()
         }
         failed = [name for name, run in runs.items() if run.wait() != 0]
         if failed:
