@@ -132,14 +132,14 @@ def create_app(
         public,
         base_path=public["servers"][0]["url"],
         resolver=resolver,
-        validate_responses=True,
+        validate_responses=settings.validate_responses,
         name="tasks",
     )
     app.add_api(
         platform,
         base_path="",
         resolver=resolver,
-        validate_responses=True,
+        validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=False, serve_spec=False),
         name="platform",
     )

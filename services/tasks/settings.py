@@ -19,6 +19,7 @@ class TasksSettings:
     max_upload_bytes: int
     outbox_flush_seconds: float
     signed_url_seconds: int
+    validate_responses: bool
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TasksSettings:
@@ -37,4 +38,5 @@ class TasksSettings:
             max_upload_bytes=env.int("MAX_UPLOAD_BYTES", 32 * MIB, minimum=1),
             outbox_flush_seconds=env.float("OUTBOX_FLUSH_SECONDS", 5.0, minimum=0.1),
             signed_url_seconds=env.int("SIGNED_URL_SECONDS", 300, minimum=1),
+            validate_responses=env.bool("VALIDATE_RESPONSES", False),
         )

@@ -107,6 +107,7 @@ def test_create_list_result_reconvert_and_delete_through_the_app(
             "DATABASE_URL": database_url,
             "PUSH_TOKEN": PUSH_TOKEN,
             "OUTBOX_FLUSH_SECONDS": "3600",
+            "VALIDATE_RESPONSES": "true",
         }
     )
     app = create_app(

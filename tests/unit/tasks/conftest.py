@@ -108,6 +108,7 @@ def settings(tmp_path: Path, database_url: str) -> TasksSettings:
             "PUSH_TOKEN": PUSH_TOKEN,
             "MAX_UPLOAD_BYTES": str(LIMIT),
             "OUTBOX_FLUSH_SECONDS": "3600",
+            "VALIDATE_RESPONSES": "true",
         }
     )
 

@@ -49,6 +49,7 @@ def stack(tmp_path_factory, migrated_template, signer):
             "PUSH_TOKEN": PUSH_TOKEN,
             "MAX_UPLOAD_BYTES": str(LIMIT),
             "OUTBOX_FLUSH_SECONDS": "3600",
+            "VALIDATE_RESPONSES": "true",
         }
     )
     storage = FakeStorage(root / "storage")
