@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,16 +39,26 @@ def generate_key_pem() -> bytes:
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """The PEM at ``path``, made (readable by its owner only) on first use."""
+    """The PEM at ``path``, made (readable by its owner only) on first use.
+
+    The key is written to a temporary file and linked into place, so a
+    process racing this one reads either no file or the whole key, and the
+    first to link wins.
+    """
     path = Path(path)
     if path.exists():
         return path.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = generate_key_pem()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    return pem
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(generate_key_pem())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return path.read_bytes()
 
 
 def _key_id(public_key: rsa.RSAPublicKey) -> str:

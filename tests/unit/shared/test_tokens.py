@@ -119,3 +119,15 @@ def test_load_or_create_key_keeps_the_same_key(tmp_path):
     first = load_or_create_key(path)
     assert load_or_create_key(path) == first
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_racing_key_creations_agree_on_one_whole_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "auth-key.pem"
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_or_create_key(path), range(16)))
+
+    assert len(keys) == 1
+    TokenSigner(keys.pop(), ISSUER, AUDIENCE, 60)
+    assert [p.name for p in tmp_path.iterdir()] == ["auth-key.pem"]
