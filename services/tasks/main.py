@@ -51,7 +51,7 @@ TASK_ID_ROUTES = (
     "/api/tasks/{id}/converted",
     "/api/download/{id}",
 )
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+TASK_ID_METHODS = ["GET", "PUT", "DELETE"]
 
 SPEC = "tasks.yaml"
 BEARER_CHALLENGE = 'Bearer realm="audiomill"'
@@ -144,12 +144,14 @@ def create_app(
         name="platform",
     )
     for rule in TASK_ID_ROUTES:
-        app.add_url_rule(rule, "bad-task-id", _bad_task_id, methods=ALL_METHODS)
+        app.add_url_rule(rule, "bad-task-id", _bad_task_id, methods=TASK_ID_METHODS)
     app.add_middleware(TraceMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     add_problem_handlers(app, STATUS_OF, headers_of=headers_of)
     for outage in OUTAGES:
         app.add_error_handler(outage, _unavailable)
     app.add_error_handler(OAuthProblem, _missing_token)
+    app.add_error_handler(404, _no_route)
+    app.add_error_handler(405, _no_route)
     log.info("tasks ready, uploads up to %s bytes", settings.max_upload_bytes)
     return app
 
@@ -225,6 +227,17 @@ def _unavailable(_request: ConnexionRequest, error: Exception) -> ConnexionRespo
         "try again in a few seconds.",
         headers={"Retry-After": "5"},
     )
+
+
+def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
+    status = getattr(error, "status_code", 404)
+    path = request.url.path
+    refusal = (
+        f"{path} is not a route of this service"
+        if status == 404
+        else f"{path} does not take {request.method}"
+    )
+    return problem(status, f"{refusal}; the API is described at /api/ui/.")
 
 
 async def _bad_task_id(request: Request) -> Response:

@@ -334,6 +334,12 @@ def test_health_and_the_spec_are_served(client):
     assert client.get("/api/ui/").status_code == 200
 
 
+def test_an_unknown_route_or_method_is_a_problem(client, auth):
+    assert "/api/ui/" in assert_problem(client.get("/api/nothing"), 404)["detail"]
+    wrong = client.patch("/api/tasks/1", headers=auth, json={})
+    assert "PATCH" in assert_problem(wrong, 405)["detail"]
+
+
 # Bad input: the right 4xx, a problem, nothing stored ------------------------
 
 
