@@ -84,11 +84,10 @@ def _port_is_free(port: int) -> bool:
 def stack_environ(
     var_dir: Path,
     port: int,
-    overrides: Mapping[str, str] | None = None,
     inherited: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The runner's environment: the shell's, minus stack settings, plus
-    ``E2E_*`` settings unprefixed, plus ``overrides``."""
+    ``E2E_*`` settings unprefixed."""
     inherited = os.environ if inherited is None else inherited
     environ = {
         key: value
@@ -101,7 +100,6 @@ def stack_environ(
         if key.startswith(PASSTHROUGH_PREFIX) and key != "E2E_PROVISION_COMMAND":
             environ[key[len(PASSTHROUGH_PREFIX) :]] = value
     environ.setdefault("PUSH_TOKEN", secrets.token_urlsafe(24))
-    environ.update(overrides or {})
     environ["PORT"] = str(port)
     environ["VAR_DIR"] = str(var_dir)
     environ["PYTHONUNBUFFERED"] = "1"
@@ -195,16 +193,35 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def isolate(environ: dict[str, str], label: str) -> dict[str, str]:
+    """Give a stack its own corner of shared backends: a Pub/Sub project of
+    its own and a storage prefix of its own, so stacks in one session (and
+    sessions on one emulator) never see each other's messages or files."""
+    bus = environ.get("BUS_URL", "")
+    if bus.startswith("pubsub://"):
+        project = bus.removeprefix("pubsub://").split("/", 1)[0] or "local"
+        environ["BUS_URL"] = f"pubsub://{project}-{label}"
+    storage = environ.get("STORAGE_URL", "")
+    if storage.startswith("gs://"):
+        environ["STORAGE_URL"] = f"{storage.rstrip('/')}/{label}"
+    return environ
+
+
 def start_stack(
     var_dir: Path,
     overrides: Mapping[str, str] | None = None,
     timeout: float = 120.0,
     port: int | None = None,
 ) -> RunningStack:
-    """Start the stack in its own process group and wait until it is ready."""
+    """Start the stack in its own process group and wait until it is ready.
+
+    ``overrides`` are applied last and are not isolated: a restart passes the
+    first start's ``BUS_URL`` and ``STORAGE_URL`` to find the same data."""
     var_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_base_port()
-    environ = stack_environ(var_dir, port, overrides)
+    environ = stack_environ(var_dir, port)
+    isolate(environ, f"e2e{secrets.token_hex(4)}")
+    environ.update(overrides or {})
     _provision(environ, port)
 
     log_path = var_dir / "stack.log"
@@ -228,6 +245,8 @@ def start_stack(
 
 
 def _provision(environ: dict[str, str], port: int) -> None:
+    """Run ``E2E_PROVISION_COMMAND``, its ``{python}``, ``{port}`` and
+    ``{project}`` (of a ``pubsub://`` bus) filled in."""
     command = os.environ.get("E2E_PROVISION_COMMAND")
     if not command:
         return
@@ -235,8 +254,10 @@ def _provision(environ: dict[str, str], port: int) -> None:
         APP_ENGINE_NAMES[name]: f"http://127.0.0.1:{port + PORT_OFFSETS[name]}"
         for name in SERVICES
     }
+    project = environ.get("BUS_URL", "").removeprefix("pubsub://")
+    values = {"python": sys.executable, "port": str(port), "project": project}
     subprocess.run(
-        shlex.split(command),
+        [part.format(**values) for part in shlex.split(command)],
         cwd=REPO_ROOT,
         env={**environ, "DEVSTACK_ENDPOINTS": json.dumps(endpoints)},
         check=True,

@@ -52,8 +52,12 @@ def test_interrupting_the_runner_stops_every_child_and_a_restart_keeps_data(
     finally:
         first.stop()
 
-    databases = {k: v for k, v in first.environ.items() if k.endswith("DATABASE_URL")}
-    again = start_stack(first.var_dir, databases, port=first.port)
+    same_data = {
+        key: value
+        for key, value in first.environ.items()
+        if key.endswith("DATABASE_URL") or key in ("BUS_URL", "STORAGE_URL")
+    }
+    again = start_stack(first.var_dir, same_data, port=first.port)
     try:
         login = httpx.post(
             f"{again.base_url}/api/auth/login",
