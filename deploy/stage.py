@@ -101,6 +101,7 @@ def merged_settings(
     project: str | None,
     env_file: Mapping[str, Any],
     assignments: Iterable[str],
+    local: bool = False,
 ) -> dict[str, str]:
     settings = {str(k): str(v) for k, v in base.items()}
     if project:
@@ -117,7 +118,7 @@ def merged_settings(
         settings[bare] = value
     for name, value in settings.items():
         refused = SECRET_SETTINGS.search(name) or SECRET_URL.match(value)
-        if refused and value and not value.startswith("sm://"):
+        if refused and value and not value.startswith("sm://") and not local:
             raise StageError(
                 f"{service}: {name} looks like a secret; give it as an "
                 "sm://projects/P/secrets/S/versions/V reference instead"
@@ -186,7 +187,10 @@ def stage(
     env_file: Mapping[str, Any] | None = None,
     assignments: Iterable[str] = (),
     root: Path = names.REPO_ROOT,
+    local: bool = False,
 ) -> Path:
+    """Stage one service; `local` (for dev_appserver only) lets a setting hold
+    a plain local secret such as the emulator's push token."""
     if service not in names.SERVICES:
         raise StageError(
             f"unknown service {service!r}; one of {', '.join(names.SERVICES)}"
@@ -214,7 +218,12 @@ def stage(
             f"expected {names.SERVICES[service]!r}"
         )
     app["env_variables"] = merged_settings(
-        service, app.get("env_variables") or {}, project, env_file or {}, assignments
+        service,
+        app.get("env_variables") or {},
+        project,
+        env_file or {},
+        assignments,
+        local,
     )
     header = (
         f"# Staged from services/{service}/app.yaml by deploy/stage.py; "
@@ -238,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="[SERVICE.]NAME=VALUE"
     )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="for dev_appserver: allow plain local secrets such as a push token",
+    )
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -246,7 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         env_file = yaml.safe_load(options.env_file.read_text()) or {}
     try:
         for service in options.services:
-            stage(service, options.out, options.project, env_file, options.set)
+            stage(
+                service,
+                options.out,
+                options.project,
+                env_file,
+                options.set,
+                local=options.local,
+            )
     except StageError as exc:
         sys.stderr.write(f"stage: {exc}\n")
         return 1

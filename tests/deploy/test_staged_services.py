@@ -25,10 +25,13 @@ import yaml
 
 from deploy import names, stage
 from deploy.emulators import free_port
+from deploy.runtime import runtime_python
 
 pytestmark = pytest.mark.slow
 
 INSTALL_SECONDS = 240
+# The Python App Engine's runtime names, where installed (python313).
+PYTHON = runtime_python()
 START_SECONDS = 60
 
 
@@ -59,7 +62,7 @@ def make_venv(service_dir: Path, venv: Path) -> str:
             str(venv / "bin" / "python"),
         ]
     else:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
         command = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     result = subprocess.run(
         [*command, "-r", requirements],

@@ -287,7 +287,20 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size)
+        # The upload takes a short read for the end of the stream, so fill
+        # each read: an upload stream may hand out a sniffed head first.
+        if size is None or size < 0:
+            data = self._inner.read()
+        else:
+            parts: list[bytes] = []
+            wanted = size
+            while wanted > 0:
+                part = self._inner.read(wanted)
+                if not part:
+                    break
+                parts.append(part)
+                wanted -= len(part)
+            data = b"".join(parts)
         self.count += len(data)
         return data
 

@@ -150,6 +150,31 @@ def test_a_large_object_streams_in_and_out_in_bounded_memory(storage, tmp_path):
     assert upload_seconds < 60
 
 
+class ShortReads(io.RawIOBase):
+    """Hands out at most `step` bytes a read, as a request body stream does."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = io.BytesIO(data)
+        self._step = step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._step if size is None or size < 0 else min(size, self._step)
+        return self._data.read(size)
+
+
+def test_a_stream_with_short_reads_is_stored_whole(storage):
+    data = os.urandom(3 * MiB + 7)
+
+    assert storage.save("tasks/2/original.wav", ShortReads(data, 4096)) == len(data)
+
+    assert storage.size("tasks/2/original.wav") == len(data)
+    with storage.open("tasks/2/original.wav") as reader:
+        assert reader.read() == data
+
+
 def test_a_failed_upload_leaves_no_object(storage):
     source = StreamOfBytes(8 * MiB, fail_after=3 * MiB)
 
