@@ -11,9 +11,12 @@ target, runs two things in turn, each in a fresh worker process:
   stored original to a file.
 
 The runs of the two sides alternate, so a busy machine slows both alike. It
-prints the median wall time of each side, their ratio, and peak resident
-memory: ffmpeg's own peak on both sides (``RUSAGE_CHILDREN`` of the worker)
-and, for the converter, the worker's Python process plus ffmpeg.
+prints the median wall time and CPU time (user + system, of the worker's
+Python for the converter and of ffmpeg for both) of each side and their
+ratios, and peak resident memory: ffmpeg's own peak on both sides
+(``RUSAGE_CHILDREN`` of the worker) and, for the converter, the worker's
+Python process plus ffmpeg. On a loaded machine the CPU ratio is the steadier
+of the two.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Case:
 @dataclass(frozen=True)
 class Sample:
     seconds: float
+    cpu_seconds: float
     io_seconds: float
     ffmpeg_peak_kib: int
     process_peak_kib: int
@@ -117,10 +121,16 @@ def bare_command(
 # Workers: one measured run each, reporting JSON on stdout -----------------
 
 
-def _peaks() -> tuple[int, int]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return own, children
+def _usage() -> tuple[int, int, float, float]:
+    """Peak RSS (KiB) and CPU seconds of this process and of its children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        own.ru_maxrss,
+        children.ru_maxrss,
+        own.ru_utime + own.ru_stime,
+        children.ru_utime + children.ru_stime,
+    )
 
 
 def _worker_converter(args: argparse.Namespace) -> dict[str, float]:
@@ -136,14 +146,16 @@ def _worker_converter(args: argparse.Namespace) -> dict[str, float]:
         target=formats.get(args.target),
         filename=f"bench.{SOURCE_FORMAT.extension}",
     )
+    _, _, cpu_before, _ = _usage()
     started = time.perf_counter()
     output = converter.produce(request)
     seconds = time.perf_counter() - started
     assert output is not None and output.size_bytes > 0
-    own, children = _peaks()
+    own, children, own_cpu, children_cpu = _usage()
     storage.delete(output.key)
     return {
         "seconds": seconds,
+        "cpu_seconds": own_cpu - cpu_before + children_cpu,
         "io_seconds": storage.io_seconds,
         "ffmpeg_peak_kib": children,
         "process_peak_kib": own + children,
@@ -161,9 +173,10 @@ def _worker_bare(args: argparse.Namespace) -> dict[str, float]:
     seconds = time.perf_counter() - started
     size = output.stat().st_size
     output.unlink()
-    _, children = _peaks()
+    _, children, _, children_cpu = _usage()
     return {
         "seconds": seconds,
+        "cpu_seconds": children_cpu,
         "io_seconds": 0.0,
         "ffmpeg_peak_kib": children,
         "process_peak_kib": children,
@@ -220,6 +233,7 @@ def _run_worker(kind: str, extra: list[str]) -> Sample:
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return Sample(
         seconds=report["seconds"],
+        cpu_seconds=report["cpu_seconds"],
         io_seconds=report["io_seconds"],
         ffmpeg_peak_kib=report["ffmpeg_peak_kib"],
         process_peak_kib=report["process_peak_kib"],
@@ -258,20 +272,35 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:.0f}"
 
 
-def render(rows: list[tuple[Case, list[Sample], list[Sample]]]) -> str:
-    header = (
-        "| clip | target | bare ffmpeg s | converter s | ratio | of which fetch+store s"
-        " | bare ffmpeg peak MiB | converter's ffmpeg peak MiB"
-        " | converter process+ffmpeg peak MiB |"
+def _median(samples: list[Sample], field: str) -> float:
+    return statistics.median(getattr(s, field) for s in samples)
+
+
+def ratios(converter: list[Sample], bare: list[Sample]) -> tuple[float, float]:
+    """Converter over bare ffmpeg: wall time, CPU time (medians)."""
+    return (
+        _median(converter, "seconds") / _median(bare, "seconds"),
+        _median(converter, "cpu_seconds") / _median(bare, "cpu_seconds"),
     )
-    lines = [header, "|" + "---|" * 9]
+
+
+def render(rows: list[tuple[Case, list[Sample], list[Sample]]]) -> str:
+    lines = [
+        "| clip | target | bare ffmpeg s | converter s | wall ratio"
+        " | bare CPU s | converter CPU s | CPU ratio | fetch+store s"
+        " | bare ffmpeg peak MiB | converter's ffmpeg peak MiB"
+        " | converter Python+ffmpeg peak MiB |",
+        "|" + "---|" * 12,
+    ]
     for case, converter, bare in rows:
-        bare_s = statistics.median(s.seconds for s in bare)
-        conv_s = statistics.median(s.seconds for s in converter)
-        io_s = statistics.median(s.io_seconds for s in converter)
+        wall, cpu = ratios(converter, bare)
         lines.append(
-            f"| {case.clip} | {case.target.name} | {bare_s:.2f} | {conv_s:.2f} "
-            f"| {conv_s / bare_s:.3f} | {io_s:.2f} "
+            f"| {case.clip} | {case.target.name} "
+            f"| {_median(bare, 'seconds'):.2f} | {_median(converter, 'seconds'):.2f} "
+            f"| {wall:.3f} "
+            f"| {_median(bare, 'cpu_seconds'):.2f} "
+            f"| {_median(converter, 'cpu_seconds'):.2f} | {cpu:.3f} "
+            f"| {_median(converter, 'io_seconds'):.2f} "
             f"| {_mib(max(s.ffmpeg_peak_kib for s in bare))} "
             f"| {_mib(max(s.ffmpeg_peak_kib for s in converter))} "
             f"| {_mib(max(s.process_peak_kib for s in converter))} |"
@@ -283,7 +312,10 @@ def drive(args: argparse.Namespace) -> int:
     binary = locate_ffmpeg()
     out = sys.stdout
     out.write(f"ffmpeg: {binary.describe()}\n")
-    out.write(f"cpus: {os.cpu_count()}, python: {sys.version.split()[0]}\n")
+    out.write(
+        f"cpus: {os.cpu_count()}, python: {sys.version.split()[0]}, "
+        f"load average: {os.getloadavg()[0]:.1f}\n"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-convert-", dir=args.dir) as tmp:
         base = Path(tmp)
         root, work = base / "storage", base / "work"
@@ -335,12 +367,11 @@ def drive(args: argparse.Namespace) -> int:
         "peaks are the largest of the runs\n\n"
     )
     out.write(render(rows) + "\n")
-    worst = max(
-        statistics.median(s.seconds for s in c)
-        / statistics.median(s.seconds for s in b)
-        for _, c, b in rows
+    walls, cpus = zip(*(ratios(c, b) for _, c, b in rows), strict=True)
+    out.write(
+        f"\nworst ratio: wall {max(walls):.3f}, CPU {max(cpus):.3f} (bar: 1.05); "
+        f"load average now {os.getloadavg()[0]:.1f}\n"
     )
-    out.write(f"\nworst ratio: {worst:.3f} (bar: 1.05)\n")
     return 0
 
 
