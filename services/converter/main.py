@@ -48,6 +48,7 @@ def create_app(
         settings = ConverterSettings.from_env()
         configure_logging(SERVICE, settings.common.log_level)
     common = settings.common
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
 
     if transcoder is None:
         binary = locate_ffmpeg()
