@@ -1,6 +1,7 @@
 """Fixtures for the tasks service's unit and service tests: a migrated SQLite
 database per test (copied from one migrated per session), storage in a
-temporary directory, a recording publisher and a signing key made here."""
+temporary directory, a recording publisher and a signing key made here. The
+service tests build their app in ``test_tasks_service``."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from starlette.testclient import TestClient
 
 from services.shared.db import make_engine, make_session_factory, upgrade
 from services.shared.tokens import TokenSigner, generate_key_pem
 from services.tasks.domain import Owner, TaskService
-from services.tasks.main import create_app
 from services.tasks.outbox import Outbox
 from services.tasks.results import ResultApplier
-from services.tasks.settings import TasksSettings
 from tests.unit.tasks.tasks_fakes import (
     AUDIENCE,
     ISSUER,
@@ -97,33 +95,6 @@ def public_key_pem(signing_key_pem: bytes) -> bytes:
 @pytest.fixture(scope="session")
 def signer(signing_key_pem: bytes) -> TokenSigner:
     return TokenSigner(signing_key_pem, ISSUER, AUDIENCE, 3600)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> TasksSettings:
-    return TasksSettings.from_env(
-        {
-            "VAR_DIR": str(tmp_path),
-            "DATABASE_URL": database_url,
-            "PUSH_TOKEN": PUSH_TOKEN,
-            "MAX_UPLOAD_BYTES": str(LIMIT),
-            "OUTBOX_FLUSH_SECONDS": "3600",
-            "VALIDATE_RESPONSES": "true",
-        }
-    )
-
-
-@pytest.fixture
-def app(settings, storage, publisher, signer):
-    return create_app(
-        settings, storage=storage, publisher=publisher, verifier=signer.verifier()
-    )
-
-
-@pytest.fixture
-def client(app):
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 @pytest.fixture
