@@ -29,6 +29,7 @@ deploy: $(VENV)/.installed
 		$(if $(SERVICE),--service $(SERVICE)) \
 		$(if $(ENV_FILE),--env-file $(ENV_FILE)) \
 		$(if $(VERSION),--version $(VERSION)) \
+		$(if $(NO_PROMOTE),--no-promote) \
 		$(if $(DRY_RUN),--dry-run)
 
 migrate: $(VENV)/.installed

@@ -184,3 +184,30 @@ def test_a_failed_deploy_says_what_is_live(tmp_path, monkeypatch):
 
     with pytest.raises(deploy.DeployError, match="deployed before it are live"):
         deploy.deploy("p1", ["tasks"], tmp_path / "build")
+
+
+def connection_budget() -> dict[str, int]:
+    """Most PostgreSQL connections each service can open at full scale:
+    instances x gunicorn workers x (pool + the same again as overflow)."""
+    import re
+
+    budget = {}
+    for service in ("auth", "tasks", "notifier"):
+        app = yaml.safe_load(
+            (names.REPO_ROOT / "services" / service / "app.yaml").read_text()
+        )
+        workers = int(re.search(r"--workers (\d+)", app["entrypoint"]).group(1))
+        pool = int(app["env_variables"]["DATABASE_POOL_SIZE"])
+        instances = app["automatic_scaling"]["max_instances"]
+        budget[service] = instances * workers * 2 * pool
+    return budget
+
+
+def test_the_connection_budget_fits_the_documented_cloud_sql_instance():
+    budget = connection_budget()
+    docs = (names.REPO_ROOT / "docs" / "deployment.md").read_text()
+
+    # docs/deployment.md sizes Cloud SQL with max_connections=250.
+    assert sum(budget.values()) <= 250 - 20, budget
+    for service, connections in budget.items():
+        assert f"| {service} | " in docs and f"| {connections} |" in docs, service
