@@ -117,8 +117,15 @@ class PubSubTap:
     def published(self, task_id: int) -> list[Published]:
         for topic, name in self._subscriptions.items():
             while True:
+                # Without return_immediately a pull on an empty subscription
+                # waits for a message until its deadline.
                 answer = self._subscriber.pull(
-                    request={"subscription": name, "max_messages": 100}, timeout=10
+                    request={
+                        "subscription": name,
+                        "max_messages": 100,
+                        "return_immediately": True,
+                    },
+                    timeout=10,
                 )
                 if not answer.received_messages:
                     break

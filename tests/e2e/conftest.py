@@ -49,7 +49,9 @@ def stack_factory(
     """Starts stacks (each with its own VAR_DIR and ports); stops them all."""
     started: list[RunningStack] = []
 
-    def start(name: str, overrides: dict[str, str] | None = None) -> RunningStack:
+    def start(
+        name: str, overrides: dict[str, str | None] | None = None
+    ) -> RunningStack:
         if missing_services("auth", "tasks"):
             pytest.skip(
                 "auth/tasks service not available: services/<name>/main.py "

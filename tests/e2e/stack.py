@@ -5,8 +5,8 @@ the developer's shell may hold are dropped, so a run is reproducible; a test
 session chooses other backends by setting ``E2E_<NAME>``, which reaches the
 stack as ``<NAME>`` (``E2E_BUS_URL``, ``E2E_TASKS_DATABASE_URL``,
 ``E2E_PUBSUB_EMULATOR_HOST`` ...). ``E2E_PROVISION_COMMAND``, when set, runs
-once the ports are known and before the stack starts (for instance to point
-the Pub/Sub emulator's push subscriptions at them), with the stack's
+once the ports are known and before a stack on a ``pubsub://`` bus starts (to
+point the emulator's push subscriptions at them), with the stack's
 environment plus ``DEVSTACK_ENDPOINTS``.
 """
 
@@ -209,19 +209,24 @@ def isolate(environ: dict[str, str], label: str) -> dict[str, str]:
 
 def start_stack(
     var_dir: Path,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
     timeout: float = 120.0,
     port: int | None = None,
 ) -> RunningStack:
     """Start the stack in its own process group and wait until it is ready.
 
-    ``overrides`` are applied last and are not isolated: a restart passes the
-    first start's ``BUS_URL`` and ``STORAGE_URL`` to find the same data."""
+    ``overrides`` are applied last (``None`` unsets) and are not isolated: a
+    restart passes the first start's ``BUS_URL`` and ``STORAGE_URL`` to find
+    the same data."""
     var_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_base_port()
     environ = stack_environ(var_dir, port)
     isolate(environ, f"e2e{secrets.token_hex(4)}")
-    environ.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
     _provision(environ, port)
 
     log_path = var_dir / "stack.log"
@@ -248,7 +253,7 @@ def _provision(environ: dict[str, str], port: int) -> None:
     """Run ``E2E_PROVISION_COMMAND``, its ``{python}``, ``{port}`` and
     ``{project}`` (of a ``pubsub://`` bus) filled in."""
     command = os.environ.get("E2E_PROVISION_COMMAND")
-    if not command:
+    if not command or not environ.get("BUS_URL", "").startswith("pubsub://"):
         return
     endpoints = {
         APP_ENGINE_NAMES[name]: f"http://127.0.0.1:{port + PORT_OFFSETS[name]}"

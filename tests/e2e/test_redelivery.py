@@ -30,13 +30,9 @@ SUBSCRIPTIONS = {
 
 @pytest.fixture(scope="module")
 def twice(stack_factory):
-    bus = os.environ.get("E2E_BUS_URL", "relay://")
-    if not bus.startswith("relay://"):
-        pytest.skip(
-            f"the relay not available: BUS_URL is {bus}, and duplicate pushes "
-            "are made by the relay"
-        )
-    stack = stack_factory("twice", {"RELAY_DUPLICATE_DELIVERY": "1"})
+    # Same-id redelivery is the relay's to make: this stack runs on the relay
+    # whatever bus the session uses; its storage and databases stay as set.
+    stack = stack_factory("twice", {"RELAY_DUPLICATE_DELIVERY": "1", "BUS_URL": None})
     require(stack, *PIPELINE)
     return stack
 
