@@ -14,7 +14,14 @@ import pytest
 
 from deploy import dev_appserver, emulators
 
-pytestmark = [pytest.mark.slow, pytest.mark.pubsub, pytest.mark.gcs]
+# dev_appserver.py installs four environments before it serves: seconds with
+# uv, minutes with pip.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.pubsub,
+    pytest.mark.gcs,
+    pytest.mark.timeout(1200),
+]
 
 
 @pytest.fixture(scope="module")
