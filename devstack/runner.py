@@ -412,6 +412,9 @@ class Stack:
             code = child.exit_code()
             if code is None:
                 continue
+            # A Ctrl-C reaches the children too; their exit is no crash.
+            if self._stopping.wait(RESTART_DELAY_SECONDS):
+                return
             now = time.monotonic()
             while child.restarts and now - child.restarts[0] > RESTART_WINDOW_SECONDS:
                 child.restarts.popleft()
@@ -433,8 +436,6 @@ class Stack:
                 code,
             )
             child.restarts.append(now)
-            if self._stopping.wait(RESTART_DELAY_SECONDS):
-                return
             child.start()
             self._write_state(ready=True)
 
