@@ -38,7 +38,8 @@ class KeySource(Protocol):
 class OidcVerifier:
     """Verifies Google-signed push tokens for one audience and service account.
 
-    `certs_url` is Google's key set (JWKS); tests point it at a local server.
+    `certs_url` is Google's key set (JWKS, `GOOGLE_CERTS` when not given);
+    tests point it at a local server.
     Keys are cached for an hour and fetched again when a token names an
     unknown key, at most once per `refetch_cooldown_seconds` so a flood of
     forged key ids cannot turn into a flood of fetches.
@@ -48,7 +49,7 @@ class OidcVerifier:
         self,
         audience: str,
         service_account: str,
-        certs_url: str = GOOGLE_CERTS,
+        certs_url: str | None = None,
         *,
         issuers: tuple[str, ...] = GOOGLE_ISSUERS,
         key_source: KeySource | None = None,
@@ -63,7 +64,7 @@ class OidcVerifier:
         self.service_account = service_account
         self.issuers = issuers
         self._keys: KeySource = key_source or _key_client(
-            certs_url, fetch_timeout_seconds, refetch_cooldown_seconds
+            certs_url or GOOGLE_CERTS, fetch_timeout_seconds, refetch_cooldown_seconds
         )
 
     def verify_authorization(self, authorization: str | None) -> dict[str, Any]:
