@@ -272,9 +272,9 @@ def running(
             "--host=127.0.0.1",
             f"--port={port}",
             "--admin_host=127.0.0.1",
-            f"--admin_port={emulators.free_port()}",
+            f"--admin_port={_port_outside(port, 5)}",
             "--api_host=127.0.0.1",
-            f"--api_port={emulators.free_port()}",
+            f"--api_port={_port_outside(port, 5)}",
             "--skip_sdk_update_check=yes",
             "--automatic_restart=no",
             f"--storage_path={out / 'sdk-storage'}",
@@ -326,6 +326,14 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _port_outside(base: int, size: int) -> int:
+    """A free port not in the block dev_appserver.py gives its modules."""
+    while True:
+        candidate = emulators.free_port()
+        if not base <= candidate < base + size:
+            return candidate
 
 
 def _free_block(size: int) -> int:
