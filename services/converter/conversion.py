@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from services.converter import staging
 from services.converter.errors import ConversionFailed, Unavailable, Unsupported
 from services.shared import events, formats
 from services.shared.bus import BusError, Publisher
@@ -156,9 +157,8 @@ class Converter:
                 if existing is not None:
                     return existing
 
-            source = work / "source"
             try:
-                self.storage.download_to(request.source_key, source)
+                source = staging.fetch(self.storage, request.source_key, work)
             except ObjectNotFound:
                 return None
             except StorageError as error:
@@ -166,11 +166,12 @@ class Converter:
 
             converted = work / f"converted.{_ext(request)}"
             result = self.transcoder.transcode(source, converted, request.target)
-            source.unlink()
+            if source.is_relative_to(work):
+                source.unlink()
 
             try:
-                size = self.storage.upload_from(
-                    key, converted, content_type=request.target.media_type
+                size = staging.store(
+                    self.storage, key, converted, request.target.media_type
                 )
             except StorageError as error:
                 raise Unavailable(f"cannot store {key}") from error
