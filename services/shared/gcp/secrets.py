@@ -96,11 +96,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args:
         sys.stderr.write("usage: python -m services.shared.gcp.secrets COMMAND...\n")
         raise SystemExit(2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from services.shared.logging import configure_logging
+
+    configure_logging(os.environ.get("GAE_SERVICE", "secrets"))
     try:
         environ = resolve_environ(os.environ)
     except SecretError as exc:
-        sys.stderr.write(f"cannot start: {exc}\n")
+        logger.critical("cannot start: %s", exc)
         raise SystemExit(78) from exc
     os.execvpe(args[0], args, environ)  # noqa: S606 - replaces this process
 
