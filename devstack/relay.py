@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ class Relay:
             while True:
                 self._wake.clear()
                 due, later = await self.store(
-                    self._store.due, active, set(self._in_flight)
+                    self._store.due, self._free_slots(active), set(self._in_flight)
                 )
                 for delivery in due:
                     self._start(delivery)
@@ -171,12 +172,11 @@ class Relay:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._store_thread.shutdown(wait=True)
 
+    def _free_slots(self, subscriptions: list[str]) -> dict[str, int]:
+        busy = Counter(self._in_flight.values())
+        return {name: self._max_in_flight - busy[name] for name in subscriptions}
+
     def _start(self, delivery: DueDelivery) -> None:
-        busy = sum(
-            1 for name in self._in_flight.values() if name == delivery.subscription
-        )
-        if busy >= self._max_in_flight:
-            return
         self._in_flight[delivery.id] = delivery.subscription
         task = asyncio.create_task(self._deliver(delivery))
         self._tasks.add(task)

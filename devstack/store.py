@@ -133,26 +133,34 @@ class RelayStore:
         return [str(row.id) for row in rows]
 
     def due(
-        self,
-        subscriptions: Collection[str],
-        exclude: Collection[int],
-        limit: int = 100,
+        self, free_slots: Mapping[str, int], exclude: Collection[int]
     ) -> tuple[list[DueDelivery], float | None]:
-        """Deliveries due now, and when the next one that is not yet due falls."""
+        """Deliveries due now, at most ``free_slots[name]`` per subscription,
+        and when the next one not yet due falls."""
         now = self._clock()
-        pending = [Delivery.state == PENDING, Delivery.subscription.in_(subscriptions)]
+        pending = [Delivery.state == PENDING]
         if exclude:
             pending.append(Delivery.id.not_in(exclude))
+        rows: list[Delivery] = []
         with self._sessions() as session:
-            rows = session.scalars(
-                select(Delivery)
-                .where(*pending, Delivery.next_attempt_at <= now)
-                .order_by(Delivery.next_attempt_at, Delivery.id)
-                .limit(limit)
-            ).all()
+            for name, slots in free_slots.items():
+                if slots <= 0:
+                    continue
+                rows += session.scalars(
+                    select(Delivery)
+                    .where(
+                        *pending,
+                        Delivery.subscription == name,
+                        Delivery.next_attempt_at <= now,
+                    )
+                    .order_by(Delivery.next_attempt_at, Delivery.id)
+                    .limit(slots)
+                ).all()
             later = session.scalar(
                 select(func.min(Delivery.next_attempt_at)).where(
-                    *pending, Delivery.next_attempt_at > now
+                    *pending,
+                    Delivery.subscription.in_(free_slots),
+                    Delivery.next_attempt_at > now,
                 )
             )
             due = [

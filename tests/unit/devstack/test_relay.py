@@ -72,11 +72,13 @@ class FakeSubscriber(httpx.AsyncBaseTransport):
         script: dict[str, list[int | str]] | None = None,
         default: int = 204,
         delay: float = 0.0,
+        delays: dict[str, float] | None = None,
     ) -> None:
         self.pushes: list[Push] = []
         self.script = {name: list(steps) for name, steps in (script or {}).items()}
         self.default = default
         self.delay = delay
+        self.delays = delays or {}
         self.active = 0
         self.most_active = 0
 
@@ -98,8 +100,9 @@ class FakeSubscriber(httpx.AsyncBaseTransport):
         self.active += 1
         self.most_active = max(self.most_active, self.active)
         try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            delay = self.delays.get(service, self.delay)
+            if delay:
+                await asyncio.sleep(delay)
         finally:
             self.active -= 1
         if outcome == "down":
@@ -383,6 +386,19 @@ def test_concurrent_pushes_per_subscription_are_bounded(start_relay):
         wait_until(lambda: len(subscriber.pushes) == 8)
 
     assert subscriber.most_active == 2
+
+
+def test_a_backlog_on_one_subscription_does_not_hold_up_another(start_relay):
+    subscriber = FakeSubscriber(delays={"notifier": 0.5})
+    with start_relay(subscriber, max_in_flight=1) as api:
+        publish(api, "events", *({"n": n} for n in range(150)))
+        published = time.monotonic()
+        publish(api, "work", {"n": "urgent"})
+        wait_until(lambda: subscriber.to("worker"))
+        waited = subscriber.to("worker")[0].at - published
+
+    assert waited < 0.4
+    assert len(subscriber.to("notifier")) <= 2
 
 
 def test_the_deliveries_route_shows_what_is_being_pushed(start_relay):
