@@ -137,7 +137,8 @@ def _child_named(parent: int, name: str) -> int | None:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == parent and comm == name:
+        # The wheel's binary is ffmpeg-linux64-v...; comm keeps 15 characters.
+        if ppid == parent and comm.startswith(name):
             return int(entry.name)
     return None
 
