@@ -90,5 +90,13 @@ def test_sign_up_log_in_and_create_a_task_through_dispatch(server, tmp_path):
     download = api.get(f"/api/tasks/{task['id']}/converted", headers=auth)
     assert download.status_code == 200
     assert download.content[:3] == b"ID3" or download.content[:2] == b"\xff\xfb"
-    mails = list((server.var_dir / "outbox").glob("*.eml"))
+
+    # The mail follows the status change, one more push away.
+    outbox = server.var_dir / "outbox"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(outbox.glob("*.eml")):
+        time.sleep(0.5)
+    time.sleep(1)
+    mails = list(outbox.glob("*.eml"))
     assert len(mails) == 1, mails
+    assert f"{name}@example.com" in mails[0].read_text(errors="replace")
