@@ -145,6 +145,8 @@ def test_every_staged_service_installs_alone_and_serves(tmp_path):
         assert sorted(p.name for p in (staged / "openapi").iterdir()) == sorted(
             stage.SPECS[service]
         )
+        for name in ("app.yaml", "requirements.txt", ".gcloudignore"):
+            assert (staged / name).is_file(), name
 
     venvs = {service: tmp_path / f"venv-{service}" for service in names.SERVICES}
     started = time.monotonic()
