@@ -61,8 +61,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # The access line comes from TraceMiddleware, with the trace attached.
+    # The access line comes from TraceMiddleware, with the trace attached;
+    # httpx would add one more line per outgoing call (every publish).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class TraceMiddleware:
