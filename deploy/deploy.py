@@ -26,6 +26,7 @@ from deploy import names, stage
 logger = logging.getLogger(__name__)
 
 CRON = Path(__file__).resolve().parent / "cron.yaml"
+SDK_CHECK = Path(__file__).resolve().parent / "sdk_check.py"
 
 
 class DeployError(Exception):
@@ -65,6 +66,30 @@ def commands(
     return result
 
 
+def sdk_check(paths: list[Path]) -> list[dict]:
+    """Parse config files with the Cloud SDK's parsers (its bundled Python),
+    as `gcloud app deploy` will; raise DeployError naming the bad file."""
+    import json
+
+    from deploy.emulators import sdk_root
+
+    root = sdk_root()
+    python = (
+        root / "platform" / "bundledpythonunix" / "bin" / "python3" if root else None
+    )
+    if python is None or not python.is_file():
+        raise DeployError("the Google Cloud SDK and its bundled Python are needed")
+    result = subprocess.run(
+        [str(python), str(SDK_CHECK), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env={"CLOUDSDK_ROOT": str(root), "PATH": "/usr/bin:/bin"},
+    )
+    if result.returncode != 0:
+        raise DeployError(f"App Engine would refuse it: {result.stderr.strip()}")
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def deploy(
     project: str,
     services: list[str],
@@ -82,6 +107,13 @@ def deploy(
     shutil.copy2(CRON, build / "cron.yaml")
 
     planned = commands(project, build, services, version, promote)
+    from deploy.emulators import sdk_root
+
+    # A pre-flight parse where the SDK is laid out as usual; gcloud itself
+    # validates again when it deploys.
+    if sdk_root() is not None:
+        files = [build / s / "app.yaml" for s in services]
+        sdk_check([*files, build / "dispatch.yaml", build / "cron.yaml"])
     for command in planned:
         logger.info("$ %s", shlex.join(command))
         if dry_run:
