@@ -28,8 +28,12 @@ $(VENV)/.installed: requirements-dev.txt $(SERVICE_REQUIREMENTS)
 
 install: $(VENV)/.installed
 
+# The whole suite: every test once on the embedded backends (and against
+# PostgreSQL and the emulators where their tests start or find them), then the
+# end-to-end tests again on the Google backends' emulators (mk/e2e.mk).
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-e2e-cloud
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
