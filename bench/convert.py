@@ -309,7 +309,7 @@ def render(rows: list[tuple[Case, list[Sample], list[Sample]]]) -> str:
 
 
 def drive(args: argparse.Namespace) -> int:
-    binary = locate_ffmpeg()
+    binary = FfmpegBinary(args.ffmpeg, "given") if args.ffmpeg else locate_ffmpeg()
     out = sys.stdout
     out.write(f"ffmpeg: {binary.describe()}\n")
     out.write(
@@ -398,6 +398,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--only", nargs="*", help="only these target formats")
     parser.add_argument("--dir", help="where the temporary directory goes")
+    parser.add_argument(
+        "--ffmpeg", help="this ffmpeg on both sides instead of the converter's own"
+    )
     return parser.parse_args(argv)
 
 

@@ -65,10 +65,9 @@ class FfmpegBinary:
         return words[2] if len(words) > 2 and words[0] == "ffmpeg" else "unknown"
 
     def describe(self) -> str:
-        where = (
-            "from PATH" if self.origin == SYSTEM else "from the imageio-ffmpeg wheel"
-        )
-        return f"ffmpeg {self.version()} at {self.path} ({where})"
+        where = {SYSTEM: "from PATH", BUNDLED: "from the imageio-ffmpeg wheel"}
+        origin = where.get(self.origin, self.origin)
+        return f"ffmpeg {self.version()} at {self.path} ({origin})"
 
 
 def locate_ffmpeg(
