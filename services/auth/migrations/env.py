@@ -1,45 +1,6 @@
-"""Alembic environment for the auth database; the URL comes from the config
-that services.shared.db builds."""
-
-from __future__ import annotations
-
-from alembic import context
-from sqlalchemy import engine_from_config, pool
+"""Alembic environment for the auth database."""
 
 from services.auth.models import Base
+from services.shared.db import run_migrations
 
-config = context.config
-target_metadata = Base.metadata
-
-
-def run_offline() -> None:
-    context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
-        target_metadata=target_metadata,
-        literal_binds=True,
-        render_as_batch=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-
-
-def run_online() -> None:
-    engine = engine_from_config(
-        config.get_section(config.config_ini_section, {}),
-        prefix="sqlalchemy.",
-        poolclass=pool.NullPool,
-    )
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-
-
-if context.is_offline_mode():
-    run_offline()
-else:
-    run_online()
+run_migrations(Base.metadata)
