@@ -13,7 +13,6 @@ from connexion import AsyncApp
 from connexion.exceptions import OAuthProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
-from connexion.security import BearerSecurityHandler
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
@@ -39,7 +38,12 @@ from services.shared.db import make_engine, make_session_factory
 from services.shared.logging import TraceMiddleware, configure_logging
 from services.shared.problems import PROBLEM_JSON, add_problem_handlers, problem
 from services.shared.tokens import TokenSigner
-from services.shared.web import handler_resolver, spec_dir
+from services.shared.web import (
+    MethodBearerHandler,
+    handler_resolver,
+    quiet_multiple_body_types_notice,
+    spec_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +57,6 @@ PROBLEM_STATUS: dict[type[Exception], int] = {
     TooManyAttempts: 429,
     AccountsUnavailable: 503,
 }
-
-
-class _QuietContentTypeNotice(logging.Filter):
-    """Drops connexion's per-request notice that an operation takes several
-    body types: signup and login take JSON and form bodies on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("this operation accepts multiple")
 
 
 BEARER_CHALLENGE = 'Bearer realm="audiomill"'
@@ -102,9 +98,7 @@ def create_app(
     )
     handlers = AuthApi(accounts, signer, signer.verifier())
 
-    notices = logging.getLogger("connexion.operations.openapi3")
-    if not any(isinstance(f, _QuietContentTypeNotice) for f in notices.filters):
-        notices.addFilter(_QuietContentTypeNotice())
+    quiet_multiple_body_types_notice()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -116,7 +110,7 @@ def create_app(
         lifespan=lifespan,
         specification_dir=spec_dir(),
         security_map={
-            "bearer": functools.partial(_BearerHandler, handlers.bearer_info)
+            "bearer": functools.partial(MethodBearerHandler, handlers.bearer_info)
         },
     )
     app.add_api(
@@ -134,17 +128,6 @@ def create_app(
         settings.signing_key_source,
     )
     return app
-
-
-class _BearerHandler(BearerSecurityHandler):
-    """Connexion's bearer check, calling a method of the app's handlers
-    instead of a function named in the spec."""
-
-    def __init__(self, bearer_info) -> None:
-        self._bearer_info = bearer_info
-
-    def _resolve_func(self, security_scheme):
-        return self._bearer_info
 
 
 def _problem_headers(error: Exception) -> dict[str, str]:

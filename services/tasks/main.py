@@ -17,7 +17,6 @@ from connexion.exceptions import OAuthProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
-from connexion.security import BearerSecurityHandler
 from connexion.validators import VALIDATOR_MAP
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -32,7 +31,12 @@ from services.shared.problems import PROBLEM_JSON, add_problem_handlers, problem
 from services.shared.pushauth import PushVerifier
 from services.shared.storage import Storage, StorageError, open_storage
 from services.shared.tokens import JwksVerifier
-from services.shared.web import handler_resolver, spec_dir
+from services.shared.web import (
+    MethodBearerHandler,
+    handler_resolver,
+    quiet_multiple_body_types_notice,
+    spec_dir,
+)
 from services.tasks.api import TasksApi
 from services.tasks.domain import TaskService
 from services.tasks.errors import STATUS_OF, headers_of
@@ -113,13 +117,13 @@ def create_app(
             publisher.close()
             engine.dispose()
 
-    _quiet_content_type_notice()
+    quiet_multiple_body_types_notice()
     app = AsyncApp(
         __name__,
         specification_dir=spec_dir(),
         lifespan=lifespan,
         security_map={
-            "bearer": functools.partial(_BearerHandler, handlers.bearer_info)
+            "bearer": functools.partial(MethodBearerHandler, handlers.bearer_info)
         },
         validator_map={
             "parameter": ConciseParameterValidator,
@@ -192,31 +196,6 @@ async def _flush_periodically(outbox: Outbox, interval: float) -> None:
         except Exception:
             log.exception("outbox flush failed; trying again in %ss", interval)
         await asyncio.sleep(interval)
-
-
-class _BearerHandler(BearerSecurityHandler):
-    """connexion's bearer check, calling a method of the app's handlers
-    instead of a function named in the spec."""
-
-    def __init__(self, bearer_info) -> None:
-        self._bearer_info = bearer_info
-
-    def _resolve_func(self, security_scheme):
-        return self._bearer_info
-
-
-class _QuietContentTypeNotice(logging.Filter):
-    """Drops connexion's per-request notice that an operation takes several
-    body types: re-conversion takes JSON and form bodies on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("this operation accepts multiple")
-
-
-def _quiet_content_type_notice() -> None:
-    notices = logging.getLogger("connexion.operations.openapi3")
-    if not any(isinstance(f, _QuietContentTypeNotice) for f in notices.filters):
-        notices.addFilter(_QuietContentTypeNotice())
 
 
 def _unavailable(_request: ConnexionRequest, error: Exception) -> ConnexionResponse:
