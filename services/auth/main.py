@@ -36,7 +36,12 @@ from services.auth.settings import SERVICE, AuthSettings
 from services.shared.config import ConfigError
 from services.shared.db import make_engine, make_session_factory
 from services.shared.logging import TraceMiddleware, configure_logging
-from services.shared.problems import PROBLEM_JSON, add_problem_handlers, problem
+from services.shared.problems import (
+    PROBLEM_JSON,
+    add_problem_handlers,
+    no_route_handler,
+    problem,
+)
 from services.shared.tokens import TokenSigner
 from services.shared.web import (
     MethodBearerHandler,
@@ -120,8 +125,9 @@ def create_app(
     app.add_middleware(TraceMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     add_problem_handlers(app, PROBLEM_STATUS, headers_of=_problem_headers)
     app.add_error_handler(OAuthProblem, _missing_token)
-    app.add_error_handler(404, _no_route)
-    app.add_error_handler(405, _no_route)
+    no_route = no_route_handler("/api/auth/ui/")
+    app.add_error_handler(404, no_route)
+    app.add_error_handler(405, no_route)
     log.info(
         "auth ready, signing with key %s from %s",
         signer.kid,
@@ -146,17 +152,6 @@ def _missing_token(_request: ConnexionRequest, _error: Exception) -> ConnexionRe
         "Send `Authorization: Bearer <token>` with a token from POST /api/auth/login.",
         headers={"WWW-Authenticate": BEARER_CHALLENGE},
     )
-
-
-def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
-    status = getattr(error, "status_code", 404)
-    path = request.url.path
-    refusal = (
-        f"{path} is not a route of this service"
-        if status == 404
-        else f"{path} does not take {request.method}"
-    )
-    return problem(status, f"{refusal}; the API is described at /api/auth/ui/.")
 
 
 async def _healthz(engine: Engine, _request: Request) -> JSONResponse:

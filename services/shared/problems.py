@@ -58,3 +58,22 @@ def add_problem_handlers(
         app.add_error_handler(kind, known)
     app.add_error_handler(500, unexpected)
     app.add_error_handler(Exception, unexpected)
+
+
+def no_route_handler(
+    ui_path: str,
+) -> Callable[[ConnexionRequest, Exception], ConnexionResponse]:
+    """A 404/405 handler whose detail names the path and where the API is
+    described, instead of starlette's bare "Not Found"."""
+
+    def no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
+        status = getattr(error, "status_code", 404)
+        path = request.url.path
+        refusal = (
+            f"{path} is not a route of this service"
+            if status == 404
+            else f"{path} does not take {request.method}"
+        )
+        return problem(status, f"{refusal}; the API is described at {ui_path}.")
+
+    return no_route

@@ -27,7 +27,12 @@ from starlette.responses import JSONResponse, Response
 from services.shared.bus import Publisher, open_publisher
 from services.shared.db import make_engine, make_session_factory
 from services.shared.logging import TraceMiddleware, configure_logging
-from services.shared.problems import PROBLEM_JSON, add_problem_handlers, problem
+from services.shared.problems import (
+    PROBLEM_JSON,
+    add_problem_handlers,
+    no_route_handler,
+    problem,
+)
 from services.shared.pushauth import PushVerifier
 from services.shared.storage import Storage, StorageError, open_storage
 from services.shared.tokens import JwksVerifier
@@ -154,8 +159,9 @@ def create_app(
     for outage in OUTAGES:
         app.add_error_handler(outage, _unavailable)
     app.add_error_handler(OAuthProblem, _missing_token)
-    app.add_error_handler(404, _no_route)
-    app.add_error_handler(405, _no_route)
+    no_route = no_route_handler("/api/ui/")
+    app.add_error_handler(404, no_route)
+    app.add_error_handler(405, no_route)
     log.info("tasks ready, uploads up to %s bytes", settings.max_upload_bytes)
     return app
 
@@ -206,17 +212,6 @@ def _unavailable(_request: ConnexionRequest, error: Exception) -> ConnexionRespo
         "try again in a few seconds.",
         headers={"Retry-After": "5"},
     )
-
-
-def _no_route(request: ConnexionRequest, error: Exception) -> ConnexionResponse:
-    status = getattr(error, "status_code", 404)
-    path = request.url.path
-    refusal = (
-        f"{path} is not a route of this service"
-        if status == 404
-        else f"{path} does not take {request.method}"
-    )
-    return problem(status, f"{refusal}; the API is described at /api/ui/.")
 
 
 async def _bad_task_id(request: Request) -> Response:
