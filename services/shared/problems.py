@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -19,8 +20,6 @@ def problem(
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> ConnexionResponse:
-    import json
-
     body = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
