@@ -194,6 +194,11 @@ def migrate(var_dir: Path) -> None:
         )
 
 
+class DevAppserverFailed(Exception):
+    """dev_appserver.py ran but the staged services did not come up: a fault
+    of ours to look into, not a machine that lacks the SDK."""
+
+
 def wait_ready(server: DevAppserver, seconds: float) -> None:
     checks = [f"{server.base_url}/api/formats"] + [
         f"{url}/healthz" for url in server.module_urls.values()
@@ -202,7 +207,7 @@ def wait_ready(server: DevAppserver, seconds: float) -> None:
     pending = list(checks)
     while pending and time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise DevAppserverUnavailable(
+            raise DevAppserverFailed(
                 f"dev_appserver.py exited:\n{server.log_tail()}"
             )
         try:
@@ -213,7 +218,7 @@ def wait_ready(server: DevAppserver, seconds: float) -> None:
             pass
         time.sleep(1)
     if pending:
-        raise DevAppserverUnavailable(
+        raise DevAppserverFailed(
             f"{pending[0]} not ready after {seconds:g} s:\n{server.log_tail()}"
         )
 
