@@ -207,9 +207,7 @@ def wait_ready(server: DevAppserver, seconds: float) -> None:
     pending = list(checks)
     while pending and time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise DevAppserverFailed(
-                f"dev_appserver.py exited:\n{server.log_tail()}"
-            )
+            raise DevAppserverFailed(f"dev_appserver.py exited:\n{server.log_tail()}")
         try:
             if httpx.get(pending[0], timeout=5).status_code == 200:
                 pending.pop(0)
