@@ -61,9 +61,10 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
 
 
 def validate(event: dict[str, Any]) -> None:
-    validator = _validators().get(event.get("type"))  # type: ignore[arg-type]
+    type_ = event.get("type")
+    validator = _validators().get(type_) if isinstance(type_, str) else None
     if validator is None:
-        raise InvalidEvent(f"unknown event type {event.get('type')!r}")
+        raise InvalidEvent(f"unknown event type {type_!r}")
     error = jsonschema.exceptions.best_match(validator.iter_errors(event))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "event"
@@ -108,10 +109,11 @@ def decode_push(body: Any) -> PushMessage:
         raise InvalidEvent("message data is not a JSON object")
     validate(event)
     attempt = body.get("deliveryAttempt")
+    attributes = message.get("attributes")
     return PushMessage(
         event=event,
         message_id=str(message.get("messageId") or message.get("message_id") or ""),
-        attributes=dict(message.get("attributes") or {}),
+        attributes=dict(attributes) if isinstance(attributes, dict) else {},
         delivery_attempt=attempt if isinstance(attempt, int) else 1,
         subscription=str(body.get("subscription", "")),
     )

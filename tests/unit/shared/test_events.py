@@ -121,8 +121,17 @@ def test_schema_violations_are_refused_when_built(overrides):
         envelope(b"[1, 2]"),
         envelope(json.dumps({"type": "conversion.requested"}).encode()),
         envelope(json.dumps({"type": "no.such.event"}).encode()),
+        envelope(json.dumps({"type": ["conversion.requested"]}).encode()),
+        envelope(json.dumps({"type": {"a": 1}}).encode()),
     ],
 )
 def test_malformed_pushes_are_invalid(body):
     with pytest.raises(InvalidEvent):
         decode_push(body)
+
+
+def test_attributes_that_are_not_an_object_are_ignored():
+    body = envelope(json.dumps(requested()).encode())
+    body["message"]["attributes"] = [1, 2, 3]
+
+    assert decode_push(body).attributes == {}
