@@ -154,14 +154,19 @@ class JwksVerifier:
                 return
             self._fetched_at = time.monotonic()
             try:
-                http = self._http or httpx.Client(timeout=5.0)
-                response = http.get(self.jwks_url)
+                response = self._get(self.jwks_url)
                 response.raise_for_status()
                 self._keys = _parse_jwks(response.json())
             except (httpx.HTTPError, ValueError, KeyError) as error:
                 log.warning(
                     "cannot fetch signing keys from %s: %s", self.jwks_url, error
                 )
+
+    def _get(self, url: str) -> httpx.Response:
+        if self._http is not None:
+            return self._http.get(url)
+        with httpx.Client(timeout=5.0) as http:
+            return http.get(url)
 
     def _key_for(self, kid: str) -> Any:
         if kid not in self._keys:

@@ -114,6 +114,30 @@ def test_an_unknown_kid_refetches_the_key_set_once(signer):
     assert len(calls) == 2
 
 
+def test_a_refetch_without_a_given_client_closes_the_one_it_opens(
+    signer, monkeypatch
+):
+    opened = []
+
+    class RecordingClient(httpx.Client):
+        def __init__(self, **kwargs):
+            super().__init__(
+                transport=httpx.MockTransport(
+                    lambda request: httpx.Response(200, json=signer.jwks())
+                ),
+                **kwargs,
+            )
+            opened.append(self)
+
+    monkeypatch.setattr(httpx, "Client", RecordingClient)
+    verifier = JwksVerifier("http://auth/jwks.json", ISSUER, AUDIENCE)
+
+    verifier.verify(signer.issue("1", "u", "u@example.com")[0])
+
+    assert len(opened) == 1
+    assert opened[0].is_closed
+
+
 def test_load_or_create_key_keeps_the_same_key(tmp_path):
     path = tmp_path / "k" / "auth-key.pem"
     first = load_or_create_key(path)
