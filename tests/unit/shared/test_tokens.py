@@ -114,9 +114,7 @@ def test_an_unknown_kid_refetches_the_key_set_once(signer):
     assert len(calls) == 2
 
 
-def test_a_refetch_without_a_given_client_closes_the_one_it_opens(
-    signer, monkeypatch
-):
+def test_a_refetch_without_a_given_client_closes_the_one_it_opens(signer, monkeypatch):
     opened = []
 
     class RecordingClient(httpx.Client):
