@@ -374,13 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    stop = {"now": False}
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         with running(options.port, options.out, options.pip) as server:
             logger.info("API (dispatch.yaml): %s/api/", server.base_url)
@@ -388,12 +383,22 @@ def main(argv: list[str] | None = None) -> int:
                 logger.info("%-9s %s  (Swagger UI under /api/.../ui/)", service, url)
             logger.info("mail outbox: %s", server.var_dir / "outbox")
             logger.info("log: %s; Ctrl-C stops everything", server.log_path)
-            while not stop["now"] and server.process.poll() is None:
+            while server.process.poll() is None:
                 time.sleep(0.5)
     except (DevAppserverUnavailable, emulators.EmulatorUnavailable) as exc:
         sys.stderr.write(f"dev_appserver: {exc}\n")
         return 69
+    except KeyboardInterrupt:
+        logger.info("stopped")
     return 0
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Leave whatever runs, the minutes of installing too, through the
+    cleanup of `running`; a second signal must not cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
