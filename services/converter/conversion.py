@@ -151,9 +151,7 @@ class Converter:
         ) as tmp:
             work = Path(tmp)
             if self._exists(key):
-                existing = self._describe_existing(
-                    key, work / f"existing.{_ext(request)}"
-                )
+                existing = self._describe_existing(key, work)
                 if existing is not None:
                     return existing
 
@@ -164,7 +162,7 @@ class Converter:
             except StorageError as error:
                 raise Unavailable(f"cannot fetch {request.source_key}") from error
 
-            converted = work / f"converted.{_ext(request)}"
+            converted = work / f"converted.{request.target.extension}"
             result = self.transcoder.transcode(source, converted, request.target)
             if source.is_relative_to(work):
                 source.unlink()
@@ -183,11 +181,11 @@ class Converter:
         except StorageError as error:
             raise Unavailable(f"cannot look up {key}") from error
 
-    def _describe_existing(self, key: str, path: Path) -> Output | None:
+    def _describe_existing(self, key: str, work: Path) -> Output | None:
         # An earlier delivery stored this output but its result was not
         # published (or not acked). Report it again without transcoding.
         try:
-            self.storage.download_to(key, path)
+            path = staging.fetch(self.storage, key, work, name="existing")
         except ObjectNotFound:
             return None
         except StorageError as error:
@@ -208,7 +206,3 @@ class Converter:
             self.publisher.publish(events.TOPIC_OF[type_], data, attributes)
         except BusError as error:
             raise Unavailable(f"cannot publish {type_}") from error
-
-
-def _ext(request: ConversionRequest) -> str:
-    return request.target.extension

@@ -23,8 +23,9 @@ from services.shared.storage import (
 )
 
 
-def fetch(storage: Storage, key: str, work: Path) -> Path:
-    """A local path holding object ``key``, to be read only.
+def fetch(storage: Storage, key: str, work: Path, name: str = "source") -> Path:
+    """A local path holding object ``key``, to be read only: where it lies on
+    ``file://`` storage, else downloaded to ``work/name``.
 
     Raises ObjectNotFound when there is no such object, StorageError when
     storage fails.
@@ -34,7 +35,7 @@ def fetch(storage: Storage, key: str, work: Path) -> Path:
         if not path.is_file():
             raise ObjectNotFound(key)
         return path
-    path = work / "source"
+    path = work / name
     storage.download_to(key, path)
     return path
 

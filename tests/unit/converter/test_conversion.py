@@ -11,6 +11,7 @@ import pytest
 from services.converter.conversion import ConversionRequest, Converter, output_key
 from services.converter.errors import CorruptInput, TranscodeTimeout, Unavailable
 from services.shared import formats
+from services.shared.storage import FileStorage
 
 ORIGINAL = b"ID3 original bytes"
 
@@ -96,6 +97,31 @@ def test_a_redelivery_reports_the_stored_output_again_without_transcoding(
     assert [e["output_key"] for _, e, _ in publisher.sent] == [
         "tasks/7/v2/converted.ogg"
     ] * 2
+
+
+def test_on_file_storage_a_redelivery_probes_the_stored_output_in_place(
+    publisher, transcoder, make_request, tmp_path: Path
+) -> None:
+    storage = FileStorage(tmp_path / "storage")
+    (tmp_path / "storage/tasks/7").mkdir(parents=True)
+    (tmp_path / "storage/tasks/7/original.mp3").write_bytes(ORIGINAL)
+    work = tmp_path / "work"
+    work.mkdir()
+    converter = Converter(storage, publisher, transcoder, work)
+    probed = []
+
+    def probe(path: Path) -> float:
+        probed.append(path)
+        return 12.5
+
+    transcoder.probe_duration = probe  # type: ignore[method-assign]
+
+    converter.handle(make_request())
+    assert converter.handle(make_request()) == "succeeded"
+
+    assert transcoder.calls == 1
+    assert probed == [tmp_path / "storage/tasks/7/v2/converted.ogg"]
+    assert list(work.iterdir()) == []
 
 
 def test_an_unreadable_stored_output_is_made_again(
