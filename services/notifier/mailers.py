@@ -125,10 +125,15 @@ class SmtpMailer:
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _text in error.recipients.values()]
             _raise_for_smtp(min(codes), "refused the recipient")
+        except smtplib.SMTPDataError as error:
+            _raise_for_smtp(error.smtp_code, _decoded(error.smtp_error))
         except smtplib.SMTPAuthenticationError as error:
             raise MailDeferred(f"SMTP login refused ({error.smtp_code})") from error
         except smtplib.SMTPResponseException as error:
-            _raise_for_smtp(error.smtp_code, _decoded(error.smtp_error))
+            # A refused greeting, HELO, STARTTLS or sender refuses every mail,
+            # not this one: retried like a bad login, never dropped.
+            code, text = error.smtp_code, _decoded(error.smtp_error)
+            raise MailDeferred(f"SMTP {code}: {text}") from error
         except (smtplib.SMTPException, OSError) as error:
             # Unreachable, disconnected, TLS failure, STARTTLS not offered.
             raise MailDeferred(f"SMTP server unusable: {error}") from error

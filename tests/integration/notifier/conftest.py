@@ -36,10 +36,20 @@ def free_port() -> int:
 
 
 class RecordingHandler:
-    """Keeps each message; refuses recipients whose local part asks for it."""
+    """Keeps each message; refuses senders, recipients and messages whose
+    address's local part asks for it."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_MAIL(  # noqa: N802 - the aiosmtpd hook name
+        self, server, session, envelope, address, mail_options
+    ):
+        if address.startswith("refuse-sender@"):
+            return "553 5.7.1 Sender address rejected: not owned by you"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(  # noqa: N802 - the aiosmtpd hook name
         self, server, session, envelope, address, options
@@ -52,6 +62,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - hook
+        if any(to.startswith("refuse-message@") for to in envelope.rcpt_tos):
+            return "554 5.7.1 Message refused as spam"
         self.messages.append((list(envelope.rcpt_tos), envelope.original_content))
         return "250 Message accepted"
 

@@ -99,6 +99,21 @@ def test_a_permanent_refusal_is_rejected(smtp_server):
         mailer.send(a_mail("refuse-permanent@example.com"))
 
 
+def test_a_permanent_refusal_of_the_message_is_rejected(smtp_server):
+    mailer = SmtpMailer("127.0.0.1", smtp_server.port)
+    with pytest.raises(MailRejected, match="554"):
+        mailer.send(a_mail("refuse-message@example.com"))
+    assert smtp_server.handler.messages == []
+
+
+def test_a_refused_sender_is_retried_not_dropped(smtp_server):
+    # MAIL_FROM is refused for every mail: a setting to fix, not this mail.
+    mail = replace(a_mail(), sender="Audiomill <refuse-sender@audiomill.example>")
+    with pytest.raises(MailDeferred, match="553"):
+        SmtpMailer("127.0.0.1", smtp_server.port).send(mail)
+    assert smtp_server.handler.messages == []
+
+
 def test_a_temporary_refusal_is_deferred(smtp_server):
     mailer = SmtpMailer("127.0.0.1", smtp_server.port)
     with pytest.raises(MailDeferred, match="451"):
