@@ -30,9 +30,9 @@ class Task(Base):
 
     The owner's name and email are copied from the access token at creation,
     so that the events announcing the outcome can reach the owner without a
-    call to auth. Every stored file of the task lives under
-    ``storage_prefix``; ``output_key`` is the converted file of the current
-    ``version`` once it is processed.
+    call to auth. The upload lives under ``storage_prefix``, the converter's
+    outputs under ``tasks/<id>/``; ``output_key`` is the converted file of
+    the current ``version`` once it is processed.
     """
 
     __tablename__ = "tasks"
