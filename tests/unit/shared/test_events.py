@@ -102,6 +102,8 @@ def test_every_event_type_has_a_topic_and_validates():
         {"version": "1"},
         {"target_format": "exe"},
         {"source_key": "../../etc/passwd"},
+        {"source_key": "tasks//original.mp3"},
+        {"source_key": "tasks/1/"},
         {"filename": ""},
     ],
 )
