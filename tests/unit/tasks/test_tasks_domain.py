@@ -7,7 +7,7 @@ import io
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.shared import events, formats
 from services.tasks.domain import Owner
@@ -315,13 +315,60 @@ def test_reconvert_to_the_original_format_is_refused(service, owner):
     assert service.get(owner, task.id).version == 1
 
 
-def test_delete_removes_every_file_and_the_task(
-    results, service, owner, storage, sessions
+def test_a_reconvert_during_a_bus_outage_leaves_its_request_for_the_flush(
+    service, owner, sessions, publisher, outbox
+):
+    task = create(service, owner)
+    publisher.failing = True
+
+    assert service.reconvert(owner, task.id, "mp3").version == 2
+
+    [entry] = pending(sessions)
+    assert entry.event_type == "conversion.requested"
+    assert (entry.payload["version"], entry.payload["target_format"]) == (2, "mp3")
+    publisher.failing = False
+    assert outbox.flush().published == 1
+    assert publisher.sent[-1][1]["version"] == 2
+
+
+def test_a_reconvert_whose_request_is_not_written_changes_nothing(
+    results, service, owner, storage, sessions, outbox, monkeypatch
 ):
     task = create(service, owner)
     event = succeeded(task)
     put_output(storage, event)
     results.apply(event)
+    entries = count(sessions, OutboxEntry)
+    add = outbox.add
+
+    def unwritable(session, new_event):
+        entry = add(session, new_event)
+        entry.topic = None  # NOT NULL: the transaction's flush fails
+        return entry
+
+    monkeypatch.setattr(outbox, "add", unwritable)
+    with pytest.raises(IntegrityError):
+        service.reconvert(owner, task.id, "mp3")
+
+    kept = service.get(owner, task.id)
+    assert (kept.version, kept.status, kept.new_format) == (1, "processed", "ogg")
+    assert kept.output_key == event["output_key"]
+    assert storage.exists(event["output_key"])
+    assert count(sessions, OutboxEntry) == entries
+
+
+@pytest.mark.parametrize("status", ["uploaded", "processed", "failed"])
+def test_delete_removes_every_file_and_the_task_in_any_status(
+    results, service, owner, storage, status
+):
+    task = create(service, owner)
+    if status == "processed":
+        event = succeeded(task)
+        put_output(storage, event)
+        results.apply(event)
+    elif status == "failed":
+        results.apply(failed(task))
+    assert service.get(owner, task.id).status == status
 
     service.delete(owner, task.id)
 
