@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
 
     stack = Stack(port=args.port, var_dir=args.var_dir.resolve(), environ=os.environ)
-    signal.signal(signal.SIGTERM, stack.request_stop)
-    signal.signal(signal.SIGINT, stack.request_stop)
+    # The children have process groups of their own, so a terminal's Ctrl-C
+    # or hang-up reaches only the runner, which stops them all.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stack.request_stop)
     return stack.run()
 
 

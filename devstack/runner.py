@@ -3,12 +3,15 @@
 Ports, with ``PORT`` the base (8080 by default): the gateway on PORT, auth
 PORT+1, tasks PORT+2, converter PORT+3, notifier PORT+4, the relay PORT+5.
 A service whose ``services/<name>/main.py`` does not exist is skipped with a
-warning. A child that dies is reported and started again. The runner's own
+warning. A child that dies is reported and started again. Each child runs in
+a process group of its own, led by its pid, and is stopped through that group,
+so what it started (the converter's ffmpeg) stops with it. The runner's own
 state (pids, ports) is in ``$VAR_DIR/devstack.json`` while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -174,8 +177,16 @@ class Child:
             cwd=REPO_ROOT,
             env={**self.environ, "PORT": str(self.port)},
             stdin=subprocess.DEVNULL,
+            process_group=0,
         )
         logger.info("started %s (pid %s) on %s", self.name, self.process.pid, self.port)
+
+    def signal_group(self, signum: int) -> None:
+        """Signal the child and everything it started (its process group)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -240,14 +251,11 @@ class Stack:
         try:
             self._prepare()
             self._start_all()
-        except StackError as exc:
-            logger.error("%s", exc)
-            self._stop_all()
-            self._clear_state()
-            return 1
-        try:
             while not self._stopping.wait(0.2):
                 self._supervise()
+        except StackError as exc:
+            logger.error("%s", exc)
+            return 1
         finally:
             self._stop_all()
             self._clear_state()
@@ -412,9 +420,11 @@ class Stack:
             code = child.exit_code()
             if code is None:
                 continue
-            # A Ctrl-C reaches the children too; their exit is no crash.
+            # An exit while the stack is stopping is no crash.
             if self._stopping.wait(RESTART_DELAY_SECONDS):
                 return
+            # What the dead child started (an ffmpeg mid-transcode) goes too.
+            child.signal_group(signal.SIGKILL)
             now = time.monotonic()
             while child.restarts and now - child.restarts[0] > RESTART_WINDOW_SECONDS:
                 child.restarts.popleft()
@@ -442,8 +452,7 @@ class Stack:
     def _stop_all(self) -> None:
         running = [c for c in self._children if c.process and c.process.poll() is None]
         for child in running:
-            assert child.process is not None
-            child.process.terminate()
+            child.signal_group(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for child in running:
             assert child.process is not None
@@ -455,8 +464,11 @@ class Stack:
                     child.name,
                     child.process.pid,
                 )
-                child.process.kill()
+                child.signal_group(signal.SIGKILL)
                 child.process.wait()
+        # Whatever a child started and left behind in its group goes too.
+        for child in self._children:
+            child.signal_group(signal.SIGKILL)
 
     def _write_state(self, ready: bool) -> None:
         state = {

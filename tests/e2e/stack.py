@@ -175,7 +175,7 @@ class RunningStack:
         )
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM to the whole process group, SIGKILL past ``timeout``."""
+        """SIGTERM to the runner's process group, SIGKILL past ``timeout``."""
         if self.process.poll() is None:
             _signal_group(self.process.pid, signal.SIGTERM)
             try:
@@ -183,8 +183,11 @@ class RunningStack:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        # Anything of the group still there (a crashed runner's children) goes too.
-        _signal_group(self.process.pid, signal.SIGKILL)
+        # Each child leads a group of its own; a crashed runner leaves them
+        # running, so what its state file last named goes too.
+        children = self.refresh().get("children", {}).values()
+        for pgid in [self.process.pid, *(c["pid"] for c in children if c["pid"])]:
+            _signal_group(pgid, signal.SIGKILL)
         return self.process.returncode
 
 

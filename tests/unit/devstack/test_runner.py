@@ -1,10 +1,16 @@
 import json
+import os
 import stat
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from devstack.runner import (
     SERVICES,
+    Child,
+    Stack,
     ensure_push_token,
     service_environ,
     stack_environ,
@@ -81,3 +87,79 @@ def test_endpoints_are_read_from_json():
         read_endpoints({"DEVSTACK_ENDPOINTS": "{"})
     with pytest.raises(SettingError, match="map service names"):
         read_endpoints({"DEVSTACK_ENDPOINTS": "[1]"})
+
+
+# A child that starts a long-lived process of its own (as the converter starts
+# ffmpeg), writes its pid, then waits or exits.
+SPAWNER = """
+import subprocess, sys, time
+helper = subprocess.Popen(["sleep", "60"])
+open(sys.argv[1], "w").write(str(helper.pid))
+if sys.argv[2] == "exit":
+    sys.exit(3)
+time.sleep(60)
+"""
+
+
+def _spawning_child(tmp_path, mode: str) -> tuple[Child, Path]:
+    pid_file = tmp_path / f"helper-{mode}.pid"
+    argv = [sys.executable, "-c", SPAWNER, str(pid_file), mode]
+    return Child("spawner", argv, dict(os.environ), 0, None), pid_file
+
+
+def _helper_pid(pid_file: Path) -> int:
+    deadline = time.monotonic() + 10
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child never started its helper"
+        time.sleep(0.02)
+    return int(pid_file.read_text())
+
+
+def _gone(pid: int, within: float = 10) -> bool:
+    """Not running: gone, or a zombie waiting for init to reap it."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_stopping_the_stack_stops_what_each_child_started(tmp_path):
+    child, pid_file = _spawning_child(tmp_path, "wait")
+    stack = Stack(port=0, var_dir=tmp_path, environ={}, services=())
+    stack._children = [child]
+    child.start()
+    helper = _helper_pid(pid_file)
+
+    stack._stop_all()
+
+    assert child.exit_code() is not None
+    assert _gone(helper)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_child_that_died_leaves_nothing_behind_when_started_again(tmp_path):
+    child, pid_file = _spawning_child(tmp_path, "exit")
+    stack = Stack(port=0, var_dir=tmp_path, environ={}, services=())
+    stack._children = [child]
+    stack._write_state = lambda ready: None  # type: ignore[method-assign]
+    try:
+        child.start()
+        orphan = _helper_pid(pid_file)
+        first = child.process
+        first.wait(timeout=10)
+        pid_file.unlink()
+
+        stack._supervise()
+
+        assert _gone(orphan)
+        assert child.process is not first
+        assert len(child.restarts) == 1
+    finally:
+        stack._stop_all()
