@@ -241,6 +241,8 @@ class Accounts:
             if isinstance(refusal, InvalidCredentials):
                 session.add(LoginFailure(account_key=account_key, failed_at=now))
 
+        if isinstance(refusal, InvalidCredentials):
+            self._forget_failures_before(now - window)
         if refusal is not None:
             log.info(
                 "log-in refused (%s) for %s",
@@ -254,7 +256,9 @@ class Accounts:
     def _recent_failures(
         session: Session, account_key: str, since: datetime
     ) -> list[datetime]:
-        """The failure times inside the window, oldest first; older ones go."""
+        """The failure times inside the window, oldest first; older ones go.
+        The delete also takes SQLite's write lock before the count, which is
+        how attempts take turns there."""
         session.execute(
             delete(LoginFailure).where(
                 LoginFailure.account_key == account_key,
@@ -271,6 +275,19 @@ class Accounts:
                 .order_by(LoginFailure.failed_at)
             )
         )
+
+    def _forget_failures_before(self, since: datetime) -> None:
+        """Delete the failures that have left the window, of every account:
+        names tried once and never again would otherwise stay for good. Its
+        own short transaction, skipping rows an attempt holds (they go with
+        that attempt), so it never waits on a hash nor deadlocks with one."""
+        expired = (
+            select(LoginFailure.id)
+            .where(LoginFailure.failed_at <= since)
+            .with_for_update(skip_locked=True)
+        )
+        with _database(), self._sessions.begin() as session:
+            session.execute(delete(LoginFailure).where(LoginFailure.id.in_(expired)))
 
     def get(self, user_id: int) -> User | None:
         with _database(), self._sessions() as session:

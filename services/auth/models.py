@@ -41,6 +41,7 @@ class LoginFailure(Base):
     __tablename__ = "login_failures"
     __table_args__ = (
         Index("ix_login_failures_account_key_failed_at", "account_key", "failed_at"),
+        Index("ix_login_failures_failed_at", "failed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -107,7 +107,7 @@ def test_the_migrate_command_applies_and_reapplies_cleanly(postgres_database):
             version = connection.execute(
                 text("SELECT version_num FROM alembic_version")
             )
-            assert version.scalar() == "0001"
+            assert version.scalar() == "0002"
     finally:
         migrated.dispose()
     assert {"users", "login_failures"} <= tables
@@ -211,6 +211,20 @@ def test_timestamps_come_back_in_utc(sessions):
         stored = session.get(User, user.id)
     assert stored.created_at == FakeClock().now
     assert stored.created_at.utcoffset().total_seconds() == 0
+
+
+def test_failures_that_left_the_window_go_for_every_account(sessions):
+    clock = FakeClock()
+    accounts = Accounts(sessions, Passwords(CHEAP), ThrottlePolicy(5, 900), clock)
+    for name in ("typo-1", "typo-2", "typo-3"):
+        with pytest.raises(InvalidCredentials):
+            accounts.login(name, "wrong password")
+
+    clock.advance(901)
+    with pytest.raises(InvalidCredentials):
+        accounts.login("someone-else", "wrong password")
+
+    assert count(sessions, LoginFailure) == 1
 
 
 # Concurrency

@@ -331,6 +331,19 @@ def test_locked_attempts_are_not_recorded_and_old_failures_are_pruned(
         assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
 
 
+def test_failures_that_left_the_window_go_for_every_account(accounts, sessions, clock):
+    signup(accounts)
+    fail(accounts, "ada", 2)
+    for name in ("typo-1", "typo-2", "typo-3"):
+        fail(accounts, name, 1)
+
+    clock.advance(901)
+    fail(accounts, "someone-else", 1)
+
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
+
+
 def test_the_throttle_numbers_are_settings(sessions, passwords):
     clock = FakeClock()
     accounts = Accounts(sessions, passwords, ThrottlePolicy(2, 60), clock)
