@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, String
+from sqlalchemy import CheckConstraint, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.shared.db import UtcDateTime
 
 STATUS_CLAIMED = "claimed"
 STATUS_SENT = "sent"
@@ -33,8 +35,8 @@ class SentNotification(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     status: Mapped[str] = mapped_column(String(16))
     claim_token: Mapped[str] = mapped_column(String(32))
-    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     recipient: Mapped[str] = mapped_column(String(320))
     event_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500))

@@ -47,11 +47,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @contextlib.contextmanager
 def database_faults() -> Iterator[None]:
     """Turn "the database does not answer" into DatabaseUnavailable, whose
@@ -108,7 +103,7 @@ class SqlNotificationLog:
                 return ClaimState.BUSY, None
             if row.status != STATUS_CLAIMED:
                 return ClaimState.DONE, None
-            if _aware(row.claimed_at) > now - self._claim_timeout:
+            if row.claimed_at > now - self._claim_timeout:
                 return ClaimState.BUSY, None
 
             taken = session.execute(
