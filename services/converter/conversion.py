@@ -4,11 +4,20 @@ output, report the outcome on ``conversion-results``.
 Delivery is at least once, so a request may arrive again after its output
 was stored: the output key carries the task id and version, and an output
 already there is reported again rather than made again.
+
+Each conversion works in its own temporary directory, named after the task
+and the process, and removed when the conversion ends. A process killed
+mid-transcode cannot remove its own, so the next converter process to start
+removes those of processes that are gone (on App Engine ``/tmp`` is held in
+memory, and a long WAV output there is hundreds of MB).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +156,7 @@ class Converter:
             raise Unsupported(f"Conversion to {request.target.name} is not offered.")
         key = request.output_key
         with tempfile.TemporaryDirectory(
-            dir=self.work_dir, prefix=f"task-{request.task_id}-"
+            dir=self.work_dir, prefix=f"task-{request.task_id}-{os.getpid()}-"
         ) as tmp:
             work = Path(tmp)
             if self._exists(key):
@@ -206,3 +215,33 @@ class Converter:
             self.publisher.publish(events.TOPIC_OF[type_], data, attributes)
         except BusError as error:
             raise Unavailable(f"cannot publish {type_}") from error
+
+
+_WORK_NAME = re.compile(r"task-\d+-(\d+)-")
+
+
+def sweep_abandoned(work_dir: Path) -> int:
+    """Remove the work directories that converter processes no longer running
+    left in ``work_dir``, and any of this process's own: called at start,
+    before this process converts anything. Returns how many went."""
+    removed = 0
+    for path in work_dir.glob("task-*"):
+        match = _WORK_NAME.match(path.name)
+        if match is None or not path.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _running(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process, alive
+    return True

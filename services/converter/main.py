@@ -8,7 +8,7 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 
 from services.converter.api import Handlers
-from services.converter.conversion import Converter, Transcodes
+from services.converter.conversion import Converter, Transcodes, sweep_abandoned
 from services.converter.errors import Unavailable
 from services.converter.ffmpeg import Transcoder, locate_ffmpeg
 from services.converter.settings import ConverterSettings
@@ -49,6 +49,9 @@ def create_app(
         configure_logging(SERVICE, settings.common.log_level)
     common = settings.common
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    swept = sweep_abandoned(settings.work_dir)
+    if swept:
+        log.info("removed %s work directories of stopped conversions", swept)
 
     if transcoder is None:
         binary = locate_ffmpeg()

@@ -132,6 +132,7 @@ def test_a_converter_killed_mid_transcode_converts_on_redelivery(
     assert capture_relay.published == []
 
     served_converter.start()
+    assert not any(work.glob("task-4-*")), "the killed conversion's work is swept"
     response = served_converter.push(_request(4, "ogg"), timeout=300)
 
     assert response.status_code == 204, served_converter.log_tail()

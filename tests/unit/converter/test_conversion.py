@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.converter.conversion import ConversionRequest, Converter, output_key
+from services.converter.conversion import (
+    ConversionRequest,
+    Converter,
+    output_key,
+    sweep_abandoned,
+)
 from services.converter.errors import CorruptInput, TranscodeTimeout, Unavailable
 from services.shared import formats
 from services.shared.storage import FileStorage
@@ -185,3 +193,46 @@ def test_the_request_reads_the_event(make_request: Callable[..., dict[str, Any]]
         "tasks/7/original.mp3",
         "song.mp3",
     )
+
+
+def test_work_directories_of_stopped_processes_are_swept(tmp_path: Path) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(gone.stdout)
+    names = {
+        "stopped": f"task-1-{dead_pid}-abc",
+        "own": f"task-2-{os.getpid()}-abc",
+        "running": f"task-3-{os.getppid()}-abc",
+        "unrelated": "task-notes",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "converted.wav").write_bytes(b"partial")
+
+    assert sweep_abandoned(tmp_path) == 2
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["running"], names["unrelated"]]
+    )
+
+
+def test_a_conversion_works_in_a_directory_named_for_its_process(
+    converter: Converter, transcoder, make_request, tmp_path: Path
+) -> None:
+    seen = []
+    transcode = transcoder.transcode
+
+    def record(source: Path, output: Path, target):
+        seen.append(output.parent.name)
+        return transcode(source, output, target)
+
+    transcoder.transcode = record  # type: ignore[method-assign]
+
+    converter.handle(make_request())
+
+    [name] = seen
+    assert name.startswith(f"task-7-{os.getpid()}-")
