@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,6 +35,12 @@ BUNDLED = "imageio-ffmpeg"
 _DURATION = re.compile(r"^\s*Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)", re.MULTILINE)
 _ESTIMATED = "Estimating duration from bitrate"
 _STDERR_TAIL = 2000
+# Signals with which ffmpeg itself crashes: a decoder fault on this file,
+# which the same file brings back on every attempt. Any other signal (KILL
+# from the out-of-memory killer, TERM at shutdown) comes from the machine.
+_CRASHES = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
+)
 # How ffmpeg 5 to 9 say that an encoder would not take the decoded audio.
 _ENCODER_REFUSED = (
     "Error while opening encoder",
@@ -207,8 +214,14 @@ class Transcoder:
 
 def _failure(returncode: int, stderr: str, target: AudioFormat) -> Exception:
     tail = stderr[-_STDERR_TAIL:]
+    if returncode < 0 and -returncode in _CRASHES:
+        log.error("ffmpeg crashed with signal %s: %s", -returncode, tail)
+        return CorruptInput(
+            "The file could not be decoded: it is damaged or uses a variant of "
+            "its format this server cannot read."
+        )
     if returncode < 0:
-        # Killed by a signal: the machine, not the file, is the likely cause.
+        # Killed from outside: the machine, not the file, is the likely cause.
         log.warning("ffmpeg killed by signal %s: %s", -returncode, tail)
         return Unavailable(f"ffmpeg was killed by signal {-returncode}")
     if "No space left on device" in stderr or "Cannot allocate memory" in stderr:
