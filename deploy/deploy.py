@@ -2,6 +2,7 @@
 
     python -m deploy.deploy --project P [--service converter] [--env-file F]
                             [--version V] [--no-promote] [--dry-run]
+                            [--endpoint-template T]
 
 Deploys in the order App Engine needs (the default service, tasks, first),
 then, when every service was deployed, the routing (`dispatch.yaml`) and the
@@ -98,11 +99,14 @@ def deploy(
     version: str | None = None,
     promote: bool = True,
     dry_run: bool = False,
+    template: str = names.APPSPOT_TEMPLATE,
 ) -> list[list[str]]:
     if shutil.which("gcloud") is None and not dry_run:
         raise DeployError("gcloud is not on PATH (install the Google Cloud SDK)")
     for service in services:
-        stage.stage(service, build, project=project, env_file=env_file or {})
+        stage.stage(
+            service, build, project=project, env_file=env_file or {}, template=template
+        )
     shutil.copy2(names.REPO_ROOT / "dispatch.yaml", build / "dispatch.yaml")
     shutil.copy2(CRON, build / "cron.yaml")
 
@@ -141,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-promote", action="store_true", help="deploy without sending it traffic"
     )
+    parser.add_argument(
+        "--endpoint-template",
+        default=names.APPSPOT_TEMPLATE,
+        help="service URLs, as for provision (default: %(default)s)",
+    )
     parser.add_argument("--build", type=Path, default=names.REPO_ROOT / "build")
     parser.add_argument("--dry-run", action="store_true", help="stage and print only")
     options = parser.parse_args(argv)
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             options.version,
             not options.no_promote,
             options.dry_run,
+            options.endpoint_template,
         )
     except (DeployError, stage.StageError) as exc:
         sys.stderr.write(f"deploy: {exc}\n")

@@ -24,6 +24,9 @@ DEPLOY_ORDER = ("tasks", "auth", "converter", "notifier")
 # Port offsets of the local stack (docs/development.md).
 LOCAL_PORT_OFFSETS = {"auth": 1, "default": 2, "converter": 3, "notifier": 4}
 
+# Apps created since 2020 also answer, and are documented, with their region
+# id: https://{service}-dot-{project}.REGION_ID.r.appspot.com. Staging and
+# provisioning take the same --endpoint-template, so audiences always agree.
 APPSPOT_TEMPLATE = "https://{service}-dot-{project}.appspot.com"
 PUSH_ACCOUNT_NAME = "audiomill-push"
 
@@ -41,6 +44,15 @@ def service_base_url(
 ) -> str:
     """Where an App Engine service answers, e.g. converter-dot-P.appspot.com."""
     return template.format(service=service, project=project).rstrip("/")
+
+
+def public_base_url(project: str, template: str = APPSPOT_TEMPLATE) -> str:
+    """The default service's own host (PROJECT.appspot.com), where
+    dispatch.yaml routes the public API."""
+    if "{service}-dot-" in template:
+        bare = template.replace("{service}-dot-", "")
+        return bare.format(project=project).rstrip("/")
+    return service_base_url("default", project, template)
 
 
 def push_audience(service: str, project: str, template: str = APPSPOT_TEMPLATE) -> str:

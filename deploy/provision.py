@@ -341,7 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print, change nothing")
     cloud = parser.add_argument_group("Google Cloud")
     cloud.add_argument("--service-account", help="push OIDC account (default: derived)")
-    cloud.add_argument("--endpoint-template", default=names.APPSPOT_TEMPLATE)
+    cloud.add_argument(
+        "--endpoint-template",
+        default=names.APPSPOT_TEMPLATE,
+        help="service URLs, as for stage and deploy (default: %(default)s)",
+    )
     cloud.add_argument(
         "--project-number",
         help="grant Pub/Sub's service agent the dead-letter roles it needs",

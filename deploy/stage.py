@@ -1,7 +1,7 @@
 """Stage each service as a directory App Engine can deploy on its own.
 
     python -m deploy.stage [--project P] [--env-file F] [--set NAME=VALUE]
-                           [--out build] [SERVICE ...]
+                           [--endpoint-template T] [--out build] [SERVICE ...]
 
 `build/<service>/` holds:
 
@@ -79,7 +79,7 @@ def project_settings(
     settings = {
         "BUS_URL": f"pubsub://{project}",
         "STORAGE_URL": f"gs://{project}-audiomill",
-        "PUBLIC_BASE_URL": f"https://{project}.appspot.com",
+        "PUBLIC_BASE_URL": names.public_base_url(project, template),
         "PUSH_SERVICE_ACCOUNT": names.push_service_account(project),
         "PUSH_AUDIENCE": names.push_audience(engine, project, template),
     }
@@ -102,10 +102,11 @@ def merged_settings(
     env_file: Mapping[str, Any],
     assignments: Iterable[str],
     local: bool = False,
+    template: str = names.APPSPOT_TEMPLATE,
 ) -> dict[str, str]:
     settings = {str(k): str(v) for k, v in base.items()}
     if project:
-        settings.update(project_settings(service, project))
+        settings.update(project_settings(service, project, template))
     for layer in (env_file.get("common") or {}, env_file.get(service) or {}):
         settings.update({str(k): str(v) for k, v in layer.items()})
     for assignment in assignments:
@@ -188,6 +189,7 @@ def stage(
     assignments: Iterable[str] = (),
     root: Path = names.REPO_ROOT,
     local: bool = False,
+    template: str = names.APPSPOT_TEMPLATE,
 ) -> Path:
     """Stage one service; `local` (for dev_appserver only) lets a setting hold
     a plain local secret such as the emulator's push token."""
@@ -224,6 +226,7 @@ def stage(
         env_file or {},
         assignments,
         local,
+        template,
     )
     header = (
         f"# Staged from services/{service}/app.yaml by deploy/stage.py; "
@@ -248,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="[SERVICE.]NAME=VALUE"
     )
     parser.add_argument(
+        "--endpoint-template",
+        default=names.APPSPOT_TEMPLATE,
+        help="service URLs, as for provision (default: %(default)s)",
+    )
+    parser.add_argument(
         "--local",
         action="store_true",
         help="for dev_appserver: allow plain local secrets such as a push token",
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 env_file,
                 options.set,
                 local=options.local,
+                template=options.endpoint_template,
             )
     except StageError as exc:
         sys.stderr.write(f"stage: {exc}\n")

@@ -10,17 +10,22 @@
 #                                                         the SDK's dev_appserver.py
 #   make test-gcp                                         adapters, provisioning,
 #                                                         staging, dev_appserver
+# ENDPOINT_TEMPLATE= (stage, provision, deploy alike) names the services' URLs,
+# e.g. 'https://{service}-dot-{project}.ew.r.appspot.com' (docs/deployment.md).
 .PHONY: stage provision deploy migrate emulators dev-appserver test-gcp
+
+TEMPLATE_FLAG = $(if $(ENDPOINT_TEMPLATE),--endpoint-template '$(ENDPOINT_TEMPLATE)')
 
 stage: $(VENV)/.installed
 	$(PY) -m deploy.stage $(if $(PROJECT),--project $(PROJECT)) \
-		$(if $(ENV_FILE),--env-file $(ENV_FILE)) $(SERVICE)
+		$(if $(ENV_FILE),--env-file $(ENV_FILE)) $(TEMPLATE_FLAG) $(SERVICE)
 
 provision: $(VENV)/.installed
 	$(PY) -m deploy.provision \
 		$(if $(PUBSUB_EMULATOR_HOST),--emulator) \
 		$(if $(PROJECT),--project $(PROJECT)) \
 		$(if $(PROJECT_NUMBER),--project-number $(PROJECT_NUMBER)) \
+		$(TEMPLATE_FLAG) \
 		$(if $(DRY_RUN),--dry-run)
 
 deploy: $(VENV)/.installed
@@ -30,6 +35,7 @@ deploy: $(VENV)/.installed
 		$(if $(ENV_FILE),--env-file $(ENV_FILE)) \
 		$(if $(VERSION),--version $(VERSION)) \
 		$(if $(NO_PROMOTE),--no-promote) \
+		$(TEMPLATE_FLAG) \
 		$(if $(DRY_RUN),--dry-run)
 
 migrate: $(VENV)/.installed

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from deploy import deploy, names, stage
+from deploy import deploy, names, provision, stage
 
 
 def test_project_settings_name_every_google_resource(tmp_path):
@@ -26,6 +26,52 @@ def test_project_settings_name_every_google_resource(tmp_path):
         "audiomill-push@audiomill-prod.iam.gserviceaccount.com"
     )
     assert env["TRANSCODE_TIMEOUT_SECONDS"] == "540"
+
+
+def test_a_regional_endpoint_template_reaches_staging_and_provisioning_alike(
+    tmp_path,
+):
+    template = "https://{service}-dot-{project}.ew.r.appspot.com"
+    build = tmp_path / "build"
+    for_make = [
+        "--project",
+        "p1",
+        "--endpoint-template",
+        template,
+        "--out",
+        str(build),
+        "tasks",
+        "converter",
+    ]
+    assert stage.main(for_make) == 0
+    tasks, converter = (
+        yaml.safe_load((build / name / "app.yaml").read_text())["env_variables"]
+        for name in ("tasks", "converter")
+    )
+    pushes = provision.cloud_targets("p1", None, template)
+
+    assert tasks["PUBLIC_BASE_URL"] == "https://p1.ew.r.appspot.com"
+    assert tasks["AUTH_JWKS_URL"] == (
+        "https://auth-dot-p1.ew.r.appspot.com/api/auth/jwks.json"
+    )
+    assert converter["PUSH_AUDIENCE"] == pushes["converter"].audience
+    assert tasks["PUSH_AUDIENCE"] == pushes["default"].audience
+    assert pushes["converter"].endpoint("/x") == (
+        "https://converter-dot-p1.ew.r.appspot.com/x"
+    )
+
+
+def test_deploy_stages_with_the_endpoint_template_it_is_given(fake_gcloud, tmp_path):
+    template = "https://{service}-dot-{project}.ew.r.appspot.com"
+
+    deploy.deploy(
+        "p1", ["notifier"], tmp_path / "build", template=template, dry_run=True
+    )
+
+    staged = yaml.safe_load((tmp_path / "build" / "notifier" / "app.yaml").read_text())
+    assert staged["env_variables"]["PUSH_AUDIENCE"] == (
+        "https://notifier-dot-p1.ew.r.appspot.com"
+    )
 
 
 def test_secrets_are_references_and_plain_ones_are_refused(tmp_path):
