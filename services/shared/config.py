@@ -6,6 +6,7 @@ message naming the setting, when a value is missing or malformed.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,25 +35,21 @@ class Env:
         return value
 
     def int(self, name: str, default: int, minimum: int | None = None) -> int:
-        raw = self._environ.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-        return value
+        return self._number(name, default, minimum, int, "an integer")
 
     def float(self, name: str, default: float, minimum: float | None = None) -> float:
+        return self._number(name, default, minimum, float, "a number")
+
+    def _number(self, name: str, default, minimum, parse, kind: str):
         raw = self._environ.get(name)
         if raw is None or raw == "":
             return default
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+            value = None
+        if value is None or not math.isfinite(value):
+            raise ConfigError(f"{name} must be {kind}, got {raw!r}")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value

@@ -51,3 +51,14 @@ def test_booleans():
     assert env.bool("D", True) is True
     with pytest.raises(ConfigError, match="C must be true or false"):
         env.bool("C", False)
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "soon"])
+def test_a_number_must_be_finite(raw):
+    with pytest.raises(ConfigError, match="T must be a number"):
+        Env({"T": raw}).float("T", 1.0, minimum=1)
+
+
+def test_numbers_parse_and_default():
+    env = Env({"I": "3", "F": "2.5"})
+    assert (env.int("I", 1), env.float("F", 1.0), env.int("X", 7)) == (3, 2.5, 7)
