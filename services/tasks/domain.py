@@ -3,7 +3,9 @@ deleting and serving its files (results are in ``results``).
 
 Every change to a task and the event announcing it are committed together
 (see ``outbox``); files are written before that transaction and removed again
-if it fails, so no request leaves a task half made.
+if it fails, so no request leaves a task half made. An upload is recorded as
+pending before its file is written, so that the files of a process that dies
+before the task commits are swept later.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared import events, formats
@@ -27,9 +30,8 @@ from services.tasks.errors import (
     TaskNotFound,
     Unauthenticated,
     UnsupportedMedia,
-    UploadTooLarge,
 )
-from services.tasks.models import Task
+from services.tasks.models import PendingUpload, Task
 from services.tasks.outbox import Outbox, utcnow
 from services.tasks.uploads import (
     LimitedReader,
@@ -41,6 +43,11 @@ from services.tasks.uploads import (
 )
 
 log = logging.getLogger(__name__)
+
+# A pending upload older than this belongs to a request that died: storing
+# one takes seconds, and App Engine ends any request after ten minutes.
+ABANDONED_AFTER = timedelta(hours=1)
+SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class TaskService:
         new_format: str | None,
     ) -> Task:
         """Store the upload, then record the task and its conversion request
-        in one transaction; the stored file is removed if that fails."""
+        in one transaction; the stored file is removed if either fails."""
         target = target_format(new_format)
         if upload is None:
             raise InvalidRequest(
@@ -123,16 +130,12 @@ class TaskService:
         prefix = f"tasks/{uuid.uuid4().hex}/"
         source_key = f"{prefix}original.{source.extension}"
         reader = LimitedReader(head, upload, self.max_upload_bytes)
+        self._reserve(prefix)
         try:
             size = self._storage.save(source_key, reader, source.media_type)
-        except UploadTooLarge:
-            self._discard(source_key)
-            raise
-
-        try:
             task, entry_id = self._insert(owner, name, source, target, prefix, size)
         except BaseException:
-            self._discard(source_key)
+            self._abandon(prefix)
             raise
         log.info(
             "created task %s: %s %s to %s, %s bytes",
@@ -175,6 +178,7 @@ class TaskService:
             session.add(task)
             session.flush()
             entry = self._outbox.add(session, self._conversion_requested(task))
+            session.execute(delete(PendingUpload).where(PendingUpload.prefix == prefix))
             session.flush()
             return task, entry.id
 
@@ -189,11 +193,40 @@ class TaskService:
             filename=task.filename,
         )
 
-    def _discard(self, key: str) -> None:
+    def _reserve(self, prefix: str) -> None:
+        with self._sessions() as session, session.begin():
+            session.add(PendingUpload(prefix=prefix, created_at=self._clock()))
+
+    def _abandon(self, prefix: str) -> None:
+        """Remove a failed upload's files, then its pending record; what a
+        fault leaves behind here, the sweep removes."""
         try:
-            self._storage.delete(key)
-        except StorageError:
-            log.exception("could not remove %s after a failed upload", key)
+            self._storage.delete_prefix(prefix)
+            self._release(prefix)
+        except (StorageError, SQLAlchemyError) as error:
+            log.warning("%s of a failed upload is left to the sweep: %s", prefix, error)
+
+    def _release(self, prefix: str) -> None:
+        with self._sessions() as session, session.begin():
+            session.execute(delete(PendingUpload).where(PendingUpload.prefix == prefix))
+
+    def sweep_abandoned_uploads(self) -> int:
+        """Remove the files of uploads pending for longer than any request
+        lasts (their process died before the task was recorded); how many."""
+        cutoff = self._clock() - ABANDONED_AFTER
+        with self._sessions() as session:
+            prefixes = list(
+                session.scalars(
+                    select(PendingUpload.prefix)
+                    .where(PendingUpload.created_at < cutoff)
+                    .limit(SWEEP_BATCH)
+                )
+            )
+        for prefix in prefixes:
+            self._storage.delete_prefix(prefix)
+            self._release(prefix)
+            log.info("removed the files of an abandoned upload under %s", prefix)
+        return len(prefixes)
 
     # Reading -------------------------------------------------------------
 

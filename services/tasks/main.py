@@ -110,15 +110,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(
-            _flush_periodically(outbox, settings.outbox_flush_seconds)
+        tidier = asyncio.create_task(
+            _tidy_periodically(outbox, service, settings.outbox_flush_seconds)
         )
         try:
             yield
         finally:
-            flusher.cancel()
+            tidier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+                await tidier
             publisher.close()
             engine.dispose()
 
@@ -191,9 +191,12 @@ def _body_validators(max_upload_bytes: int) -> MediaTypeDict:
     return validators
 
 
-async def _flush_periodically(outbox: Outbox, interval: float) -> None:
+async def _tidy_periodically(
+    outbox: Outbox, service: TaskService, interval: float
+) -> None:
     """Publish what an earlier publish left pending (the bus was down, or the
-    process stopped between commit and publish)."""
+    process stopped between commit and publish), and remove the files of
+    uploads whose process died before their task was recorded."""
     while True:
         try:
             result = await run_in_threadpool(outbox.flush)
@@ -201,6 +204,10 @@ async def _flush_periodically(outbox: Outbox, interval: float) -> None:
                 log.info("outbox flush published %s", result.published)
         except Exception:
             log.exception("outbox flush failed; trying again in %ss", interval)
+        try:
+            await run_in_threadpool(service.sweep_abandoned_uploads)
+        except Exception:
+            log.exception("upload sweep failed; trying again in %ss", interval)
         await asyncio.sleep(interval)
 
 

@@ -1,4 +1,5 @@
-"""The tasks service's tables: tasks and the outbox of events to publish."""
+"""The tasks service's tables: tasks, the outbox of events to publish and the
+uploads being stored."""
 
 from __future__ import annotations
 
@@ -84,3 +85,14 @@ class OutboxEntry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class PendingUpload(Base):
+    """An upload being stored: written before its file, removed in the
+    transaction that records its task. One left behind marks the files of a
+    request that died in between, which the sweep removes."""
+
+    __tablename__ = "pending_uploads"
+
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

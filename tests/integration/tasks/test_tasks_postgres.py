@@ -57,7 +57,9 @@ def engine(database_url):
 @pytest.fixture
 def sessions(engine):
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE tasks, outbox RESTART IDENTITY"))
+        connection.execute(
+            text("TRUNCATE tasks, outbox, pending_uploads RESTART IDENTITY")
+        )
     return make_session_factory(engine)
 
 

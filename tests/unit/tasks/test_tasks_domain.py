@@ -4,13 +4,15 @@ results and the outbox."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.shared import events, formats
-from services.tasks.domain import Owner
+from services.shared.storage import StorageError
+from services.tasks.domain import Owner, TaskService
 from services.tasks.errors import (
     FileNotReady,
     InvalidRequest,
@@ -18,7 +20,7 @@ from services.tasks.errors import (
     UnsupportedMedia,
     UploadTooLarge,
 )
-from services.tasks.models import OutboxEntry, Task
+from services.tasks.models import OutboxEntry, PendingUpload, Task
 from services.tasks.uploads import LimitedReader, clean_filename, converted_name
 from tests.unit.tasks.conftest import LIMIT
 from tests.unit.tasks.tasks_fakes import CountingReader, wav_bytes
@@ -134,6 +136,7 @@ def test_create_stores_the_file_then_the_task_and_its_request(
     assert (event["source_format"], event["target_format"]) == ("wav", "ogg")
     assert attributes["task_id"] == str(task.id)
     assert pending(sessions) == []
+    assert count(sessions, PendingUpload) == 0
 
 
 def test_a_format_alias_names_its_format(service, owner):
@@ -159,6 +162,7 @@ def test_a_bad_upload_keeps_nothing(
     assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
     assert count(sessions, OutboxEntry) == 0
+    assert count(sessions, PendingUpload) == 0
     assert publisher.sent == []
 
 
@@ -177,6 +181,7 @@ def test_an_upload_over_the_limit_stops_being_read_and_keeps_nothing(
     assert source.read_bytes <= LIMIT + 1
     assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
+    assert count(sessions, PendingUpload) == 0
 
 
 def test_an_upload_of_exactly_the_limit_is_taken(service, owner):
@@ -202,6 +207,7 @@ def test_a_failed_transaction_removes_the_stored_file(
         create(service, owner)
     assert storage.stored_keys() == []
     assert count(sessions, Task) == 0
+    assert count(sessions, PendingUpload) == 0
 
 
 def test_a_storage_fault_keeps_no_task(service, owner, storage, sessions):
@@ -210,6 +216,92 @@ def test_a_storage_fault_keeps_no_task(service, owner, storage, sessions):
         create(service, owner)
     assert count(sessions, Task) == 0
     assert count(sessions, OutboxEntry) == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def clocked(sessions, storage, outbox, clock) -> TaskService:
+    return TaskService(sessions, storage, outbox, LIMIT, clock=clock)
+
+
+def die_after_storing(service, monkeypatch) -> None:
+    """Make the next upload's process stop once its file is stored: no task
+    row, and none of the request's own cleanup."""
+
+    def killed(*_args):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(service, "_insert", killed)
+    monkeypatch.setattr(service, "_abandon", lambda _prefix: None)
+
+
+def test_an_upload_a_crash_orphaned_is_swept_once_no_request_can_own_it(
+    clocked, clock, owner, storage, sessions, monkeypatch
+):
+    kept = create(clocked, owner)
+    die_after_storing(clocked, monkeypatch)
+    with pytest.raises(SystemExit):
+        create(clocked, owner)
+    [orphan] = [key for key in storage.stored_keys() if key != kept.source_key]
+
+    clock.now += timedelta(minutes=59)
+    assert clocked.sweep_abandoned_uploads() == 0
+    assert storage.exists(orphan)
+
+    clock.now += timedelta(minutes=2)
+    assert clocked.sweep_abandoned_uploads() == 1
+    assert storage.stored_keys() == [kept.source_key]
+    assert count(sessions, PendingUpload) == 0
+    assert clocked.sweep_abandoned_uploads() == 0
+
+
+def test_a_storage_fault_during_the_sweep_leaves_the_upload_for_the_next(
+    clocked, clock, owner, storage, sessions, monkeypatch
+):
+    die_after_storing(clocked, monkeypatch)
+    with pytest.raises(SystemExit):
+        create(clocked, owner)
+    clock.now += timedelta(hours=2)
+    storage.failing.add("delete")
+
+    with pytest.raises(StorageError):
+        clocked.sweep_abandoned_uploads()
+    assert count(sessions, PendingUpload) == 1
+
+    storage.failing.clear()
+    assert clocked.sweep_abandoned_uploads() == 1
+    assert storage.stored_keys() == []
+
+
+def test_a_failed_upload_whose_cleanup_fails_is_left_to_the_sweep(
+    clocked, clock, owner, storage, sessions, monkeypatch
+):
+    def broken(*_args):
+        raise OperationalError("INSERT", {}, Exception("database is gone"))
+
+    monkeypatch.setattr(clocked, "_insert", broken)
+    storage.failing.add("delete")
+    with pytest.raises(OperationalError):
+        create(clocked, owner)
+    assert len(storage.stored_keys()) == 1
+    assert count(sessions, Task) == 0
+
+    storage.failing.clear()
+    clock.now += timedelta(hours=2)
+    assert clocked.sweep_abandoned_uploads() == 1
+    assert storage.stored_keys() == []
 
 
 def test_a_bus_outage_leaves_the_request_for_the_next_flush(

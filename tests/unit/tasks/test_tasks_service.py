@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import shutil
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
@@ -17,7 +18,7 @@ from services.shared import events
 from services.shared.db import make_engine, make_session_factory
 from services.shared.tokens import JwksVerifier, TokenSigner, generate_key_pem
 from services.tasks.main import create_app
-from services.tasks.models import OutboxEntry, Task
+from services.tasks.models import OutboxEntry, PendingUpload, Task
 from services.tasks.settings import TasksSettings
 from tests.unit.tasks.conftest import LIMIT, PUSH_TOKEN
 from tests.unit.tasks.tasks_fakes import (
@@ -74,6 +75,7 @@ def clean(stack):
     with stack.sessions() as session, session.begin():
         session.execute(delete(OutboxEntry))
         session.execute(delete(Task))
+        session.execute(delete(PendingUpload))
     shutil.rmtree(stack.storage.root, ignore_errors=True)
     stack.storage.failing.clear()
     stack.publisher.sent.clear()
@@ -444,6 +446,7 @@ def test_a_bad_upload_is_refused_and_nothing_is_stored(
     assert_problem(response, status)
     assert storage.stored_keys() == []
     assert count(sessions, Task) == count(sessions, OutboxEntry) == 0
+    assert count(sessions, PendingUpload) == 0
     assert publisher.sent == []
 
 
@@ -648,9 +651,11 @@ def test_a_database_fault_asks_for_a_retry(tmp_path, settings, storage, signer):
     with TestClient(app, raise_server_exceptions=False) as client:
         pushed = client.post(PUSH, json=push_body(event))
         listed = client.get("/api/tasks", headers=_bearer(token))
-    for response in (pushed, listed):
+        uploaded = upload(client, _bearer(token))
+    for response in (pushed, listed, uploaded):
         problem = assert_problem(response, 503)
         assert "no such table" not in problem["detail"]
+    assert storage.stored_keys() == []
 
 
 # The outbox flush -------------------------------------------------------------
@@ -691,6 +696,29 @@ def test_the_running_app_flushes_the_outbox_by_itself(
         while not publisher.sent and time.monotonic() < deadline:
             time.sleep(0.02)
     assert publisher.types() == ["conversion.requested"]
+
+
+def test_the_running_app_sweeps_abandoned_uploads(
+    settings, storage, publisher, signer, sessions
+):
+    import dataclasses
+    import time
+
+    orphan = "tasks/0123456789abcdef0123456789abcdef/"
+    storage.save(f"{orphan}original.wav", io.BytesIO(WAV))
+    with sessions() as session, session.begin():
+        then = datetime.now(UTC) - timedelta(hours=2)
+        session.add(PendingUpload(prefix=orphan, created_at=then))
+    quick = dataclasses.replace(settings, outbox_flush_seconds=0.05)
+    app = create_app(
+        quick, storage=storage, publisher=publisher, verifier=signer.verifier()
+    )
+    with TestClient(app):
+        deadline = time.monotonic() + 5
+        while storage.stored_keys() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert storage.stored_keys() == []
+    assert count(sessions, PendingUpload) == 0
 
 
 # Keys from the JWKS URL ------------------------------------------------------
