@@ -8,6 +8,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -67,6 +68,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def trace_id(scope) -> str | None:
+    """The trace id of ``X-Cloud-Trace-Context: TRACE_ID[/SPAN_ID][;o=OPTIONS]``."""
+    header = dict(scope.get("headers") or []).get(b"x-cloud-trace-context", b"")
+    return re.split(r"[/;]", header.decode("latin-1"), maxsplit=1)[0].strip() or None
+
+
 class TraceMiddleware:
     """ASGI middleware: binds the request's trace id and logs one line per
     request with its method, path, status and duration."""
@@ -79,8 +86,7 @@ class TraceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = dict(scope.get("headers") or []).get(b"x-cloud-trace-context", b"")
-        token = _trace.set(header.decode("latin-1").split("/", 1)[0] or None)
+        token = _trace.set(trace_id(scope))
         started = time.perf_counter()
         status = {"code": 500}
 

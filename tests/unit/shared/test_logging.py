@@ -1,7 +1,9 @@
 import json
 import logging
 
-from services.shared.logging import TRACE_FIELD, JsonFormatter, _trace
+import pytest
+
+from services.shared.logging import TRACE_FIELD, JsonFormatter, _trace, trace_id
 
 
 def test_records_are_json_with_severity_trace_and_task_id():
@@ -21,3 +23,18 @@ def test_records_are_json_with_severity_trace_and_task_id():
     assert entry["task_id"] == 12
     assert entry["logger"] == "tasks.api"
     assert entry[TRACE_FIELD].endswith("abc123")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"105445aa7843bc8bf206b12000100000/1;o=1", "105445aa7843bc8bf206b12000100000"),
+        (b"105445aa7843bc8bf206b12000100000;o=1", "105445aa7843bc8bf206b12000100000"),
+        (b"105445aa7843bc8bf206b12000100000", "105445aa7843bc8bf206b12000100000"),
+        (b"", None),
+        (None, None),
+    ],
+)
+def test_the_trace_id_is_read_from_the_cloud_trace_header(header, expected):
+    headers = [(b"x-cloud-trace-context", header)] if header is not None else []
+    assert trace_id({"type": "http", "headers": headers}) == expected
