@@ -86,21 +86,13 @@ def signing_key(env: Env, var_dir: Path) -> tuple[bytes, str]:
 
     default = var_dir / KEY_FILE_NAME
     try:
-        key = _checked(_load_or_create(default), f"the key at {default}")
+        key = _checked(load_or_create_key(default), f"the key at {default}")
         return key, f"{default} (made on first start when missing)"
     except OSError as error:
         raise ConfigError(
             f"set AUTH_SIGNING_KEY or AUTH_SIGNING_KEY_FILE: no key could be made "
             f"at {default}: {error.strerror}"
         ) from None
-
-
-def _load_or_create(path: Path) -> bytes:
-    try:
-        return load_or_create_key(path)
-    except FileExistsError:
-        # Another worker made the key between our look and our write.
-        return path.read_bytes()
 
 
 def _checked(pem: bytes, source: str) -> bytes:
