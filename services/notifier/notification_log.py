@@ -6,9 +6,10 @@ sets ``sent_at``, a refusal by the provider records it, and a fault worth
 retrying deletes the claim so the redelivered event can try again.
 
 A claim older than the claim timeout is taken over: the delivery that held it
-died before it could finish. Note: if that delivery died after the provider
-accepted the mail but before ``sent_at`` was written, the mail goes out a
-second time; no provider offers a send-once call to close that gap.
+died before it could finish. Note: if that delivery died, or lost its
+database, after the provider accepted the mail but before ``sent_at`` was
+written, the mail goes out a second time; no provider offers a send-once
+call to close that gap.
 """
 
 from __future__ import annotations
