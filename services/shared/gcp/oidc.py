@@ -88,7 +88,9 @@ class OidcVerifier:
         try:
             signing_key = self._keys.get_signing_key_from_jwt(token)
         except jwt.PyJWKClientConnectionError as exc:
-            raise OidcError(f"Google's signing keys are unreachable: {exc}") from exc
+            # The fetch error names hosts and sockets: for the log, not the caller.
+            logger.warning("cannot fetch Google's push-token keys: %s", exc)
+            raise OidcError("Google's signing keys are unreachable") from exc
         except jwt.PyJWTError as exc:
             raise OidcError(f"the push token's key is unknown: {exc}") from exc
 
