@@ -92,6 +92,7 @@ def _envelope_of(data: bytes) -> dict[str, Any]:
         _envelope_of(b"[1, 2]"),
         _envelope_of(json.dumps({"type": "conversion.requested"}).encode()),
         _envelope_of(json.dumps({"type": "no.such.event"}).encode()),
+        _envelope_of(json.dumps({"type": ["conversion.requested"]}).encode()),
     ],
 )
 def test_a_message_that_can_never_succeed_is_logged_and_acked(
