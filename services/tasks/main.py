@@ -8,7 +8,7 @@ import copy
 import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from connexion import AsyncApp
@@ -22,13 +22,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from services.shared.bus import Publisher, open_publisher
 from services.shared.db import make_engine, make_session_factory
 from services.shared.logging import TraceMiddleware, configure_logging
 from services.shared.problems import (
-    PROBLEM_JSON,
     add_problem_handlers,
     no_route_handler,
     problem,
@@ -44,7 +42,7 @@ from services.shared.web import (
 )
 from services.tasks.api import TasksApi
 from services.tasks.domain import TaskService
-from services.tasks.errors import STATUS_OF, headers_of
+from services.tasks.errors import STATUS_OF, InvalidRequest, headers_of
 from services.tasks.outbox import Outbox
 from services.tasks.results import ResultApplier
 from services.tasks.settings import TasksSettings
@@ -221,18 +219,9 @@ def _unavailable(_request: ConnexionRequest, error: Exception) -> ConnexionRespo
     )
 
 
-async def _bad_task_id(request: Request) -> Response:
+async def _bad_task_id(request: Request) -> NoReturn:
     given = request.path_params.get("id", "")
-    return JSONResponse(
-        {
-            "type": "about:blank",
-            "title": "Bad Request",
-            "status": 400,
-            "detail": f"Task ids are positive integers, such as 7; got {given!r}.",
-        },
-        status_code=400,
-        media_type=PROBLEM_JSON,
-    )
+    raise InvalidRequest(f"Task ids are positive integers, such as 7; got {given!r}.")
 
 
 def _missing_token(_request: ConnexionRequest, error: Exception) -> ConnexionResponse:
