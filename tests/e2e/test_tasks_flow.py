@@ -56,12 +56,30 @@ def test_a_user_signs_up_uploads_reconverts_downloads_and_deletes(stack, user, s
 
 def test_another_users_task_is_not_found(stack, user, sources):
     task = user.create(sources.wav, "flac")
+    path = f"/api/tasks/{task['id']}"
     stranger = User.sign_up(stack.base_url)
     try:
-        assert stranger.http.get(f"/api/tasks/{task['id']}").status_code == 404
-        assert stranger.http.get("/api/tasks").json() == []
+        answers = [
+            stranger.http.get(path),
+            stranger.http.get(f"{path}/original"),
+            stranger.http.get(f"/api/download/{task['id']}"),
+            stranger.http.put(path, json={"newFormat": "mp3"}),
+            stranger.http.delete(path),
+        ]
+        listed = stranger.http.get("/api/tasks")
     finally:
         stranger.http.close()
+
+    assert [a.status_code for a in answers] == [404] * len(answers)
+    assert all(
+        a.headers["content-type"].startswith("application/problem+json")
+        for a in answers
+    )
+    assert listed.json() == []
+    # Nothing the stranger sent changed the owner's task.
+    kept = user.task(task["id"])
+    assert (kept["version"], kept["new_format"]) == (1, "flac")
+    assert user.download(f"{path}/original").content == sources.wav.read_bytes()
 
 
 def test_without_a_token_the_api_answers_401_problem(stack, user):
