@@ -8,7 +8,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -242,7 +242,10 @@ class Accounts:
                 session.add(LoginFailure(account_key=account_key, failed_at=now))
 
         if isinstance(refusal, InvalidCredentials):
-            self._forget_failures_before(now - window)
+            # Housekeeping only: the answer stays 401, and the next failure
+            # deletes what this one could not.
+            with suppress(AccountsUnavailable):
+                self._forget_failures_before(now - window)
         if refusal is not None:
             log.info(
                 "log-in refused (%s) for %s",

@@ -14,6 +14,7 @@ from services.auth.accounts import (
     login_identifier,
 )
 from services.auth.errors import (
+    AccountsUnavailable,
     AccountTaken,
     InvalidCredentials,
     InvalidLogin,
@@ -342,6 +343,15 @@ def test_failures_that_left_the_window_go_for_every_account(accounts, sessions, 
 
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
+
+
+def test_a_failed_clean_up_leaves_the_answer_a_401(accounts, monkeypatch):
+    def unavailable(*_args):
+        raise AccountsUnavailable()
+
+    monkeypatch.setattr(Accounts, "_forget_failures_before", unavailable)
+
+    fail(accounts, "nobody", 1)
 
 
 def test_the_throttle_numbers_are_settings(sessions, passwords):
