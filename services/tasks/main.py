@@ -42,7 +42,13 @@ from services.shared.web import (
 )
 from services.tasks.api import TasksApi
 from services.tasks.domain import TaskService
-from services.tasks.errors import STATUS_OF, InvalidRequest, headers_of
+from services.tasks.errors import (
+    STATUS_OF,
+    InvalidRequest,
+    Unauthenticated,
+    Unavailable,
+    headers_of,
+)
 from services.tasks.outbox import Outbox
 from services.tasks.results import ResultApplier
 from services.tasks.settings import TasksSettings
@@ -61,7 +67,6 @@ TASK_ID_ROUTES = (
 TASK_ID_METHODS = ["GET", "PUT", "DELETE"]
 
 SPEC = "tasks.yaml"
-BEARER_CHALLENGE = 'Bearer realm="audiomill"'
 # Faults worth retrying: the client (or Pub/Sub) is told to come back.
 OUTAGES: tuple[type[Exception], ...] = (
     OperationalError,
@@ -215,7 +220,7 @@ def _unavailable(_request: ConnexionRequest, error: Exception) -> ConnexionRespo
         503,
         "The tasks database or file storage cannot be reached right now; "
         "try again in a few seconds.",
-        headers={"Retry-After": "5"},
+        headers=Unavailable.headers,
     )
 
 
@@ -228,5 +233,5 @@ def _missing_token(_request: ConnexionRequest, error: Exception) -> ConnexionRes
     return problem(
         401,
         "Send `Authorization: Bearer <token>` with a token from POST /api/auth/login.",
-        headers={"WWW-Authenticate": BEARER_CHALLENGE},
+        headers=Unauthenticated.headers,
     )
