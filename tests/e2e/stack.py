@@ -19,7 +19,6 @@ import random
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devstack.runner import port_is_free
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth", "tasks", "converter", "notifier")
@@ -65,20 +66,9 @@ def free_base_port(count: int = 6, attempts: int = 200) -> int:
     """A port P such that P .. P+count-1 are all free on 127.0.0.1."""
     for _ in range(attempts):
         base = random.randrange(20000, 60000 - count)
-        if all(_port_is_free(base + offset) for offset in range(count)):
+        if all(port_is_free(base + offset) for offset in range(count)):
             return base
     raise RuntimeError(f"no {count} consecutive free ports found")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As a server binds: a closed connection in TIME_WAIT does not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def stack_environ(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import httpx
 
+from devstack.runner import port_is_free
 from tests.e2e.client import PASSWORD, User, eventually
 from tests.e2e.stack import start_stack
 
@@ -18,17 +18,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        # As a server binds: a closed connection in TIME_WAIT does not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
     return True
 
 
@@ -47,7 +36,7 @@ def test_interrupting_the_runner_stops_every_child_and_a_restart_keeps_data(
         first.process.send_signal(signal.SIGINT)
         assert first.process.wait(timeout=20) == 0
         assert [name for name, pid in children.items() if _alive(pid)] == []
-        assert all(_port_free(port) for port in ports)
+        assert all(port_is_free(port) for port in ports)
         assert not (first.var_dir / "devstack.json").exists()
     finally:
         first.stop()
