@@ -4,7 +4,7 @@ concurrent deliveries of the same event."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,14 @@ from services.shared.db import make_engine, make_session_factory, upgrade
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services/notifier/migrations"
 KEY = NotificationKey(41, 1, "processed")
 PUSH_PATH = "/_ah/push-handlers/task-events"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 pytestmark = pytest.mark.postgres
 
@@ -76,6 +84,21 @@ def test_sent_rejected_and_released_claims(notifications):
     _state, claim = notifications.claim(other, "ada@example.com", "e-3")
     notifications.mark_rejected(claim, "x" * 900)
     assert notifications.status_of(other) == "rejected"
+
+
+def test_a_stale_claim_is_taken_over_on_postgresql(engine):
+    clock = FakeClock()
+    notifications = SqlNotificationLog(
+        make_session_factory(engine), timedelta(minutes=5), clock=clock
+    )
+    _state, old = notifications.claim(KEY, "ada@example.com", "e-1")
+
+    clock.now += timedelta(minutes=4)
+    assert notifications.claim(KEY, "ada@example.com", "e-1")[0] is ClaimState.BUSY
+    clock.now += timedelta(minutes=2)
+    state, new = notifications.claim(KEY, "ada@example.com", "e-1")
+
+    assert state is ClaimState.CLAIMED and new.token != old.token
 
 
 def test_the_app_sends_once_on_postgresql(
