@@ -29,6 +29,7 @@ class FakeClock:
     def __call__(self) -> datetime:
         return self.now
 
+
 pytestmark = pytest.mark.postgres
 
 
