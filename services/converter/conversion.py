@@ -32,6 +32,10 @@ from services.shared.storage import ObjectNotFound, Storage, StorageError
 
 log = logging.getLogger(__name__)
 
+# A conversion's work directory: WORK_PREFIX, task id, process id, random.
+WORK_PREFIX = "audiomill-task-"
+_WORK_NAME = re.compile(re.escape(WORK_PREFIX) + r"\d+-(\d+)-")
+
 
 class Transcodes(Protocol):
     """What the converter needs from ffmpeg (``ffmpeg.Transcoder``)."""
@@ -156,7 +160,7 @@ class Converter:
             raise Unsupported(f"Conversion to {request.target.name} is not offered.")
         key = request.output_key
         with tempfile.TemporaryDirectory(
-            dir=self.work_dir, prefix=f"task-{request.task_id}-{os.getpid()}-"
+            dir=self.work_dir, prefix=f"{WORK_PREFIX}{request.task_id}-{os.getpid()}-"
         ) as tmp:
             work = Path(tmp)
             if self._exists(key):
@@ -217,15 +221,12 @@ class Converter:
             raise Unavailable(f"cannot publish {type_}") from error
 
 
-_WORK_NAME = re.compile(r"task-\d+-(\d+)-")
-
-
 def sweep_abandoned(work_dir: Path) -> int:
     """Remove the work directories that converter processes no longer running
     left in ``work_dir``, and any of this process's own: called at start,
     before this process converts anything. Returns how many went."""
     removed = 0
-    for path in work_dir.glob("task-*"):
+    for path in work_dir.glob(WORK_PREFIX + "*"):
         match = _WORK_NAME.match(path.name)
         if match is None or not path.is_dir():
             continue

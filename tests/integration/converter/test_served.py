@@ -121,7 +121,7 @@ def test_a_converter_killed_mid_transcode_converts_on_redelivery(
     pusher = threading.Thread(target=push)
     pusher.start()
     deadline = time.monotonic() + 30
-    while not any(work.glob("task-4-*/converted.ogg")):
+    while not any(work.glob("audiomill-task-4-*/converted.ogg")):
         assert time.monotonic() < deadline, served_converter.log_tail()
         time.sleep(0.05)
     served_converter.kill()
@@ -132,7 +132,9 @@ def test_a_converter_killed_mid_transcode_converts_on_redelivery(
     assert capture_relay.published == []
 
     served_converter.start()
-    assert not any(work.glob("task-4-*")), "the killed conversion's work is swept"
+    assert not any(work.glob("audiomill-task-4-*")), (
+        "the killed conversion's work is swept"
+    )
     response = served_converter.push(_request(4, "ogg"), timeout=300)
 
     assert response.status_code == 204, served_converter.log_tail()

@@ -204,10 +204,11 @@ def test_work_directories_of_stopped_processes_are_swept(tmp_path: Path) -> None
     )
     dead_pid = int(gone.stdout)
     names = {
-        "stopped": f"task-1-{dead_pid}-abc",
-        "own": f"task-2-{os.getpid()}-abc",
-        "running": f"task-3-{os.getppid()}-abc",
-        "unrelated": "task-notes",
+        "stopped": f"audiomill-task-1-{dead_pid}-abc",
+        "own": f"audiomill-task-2-{os.getpid()}-abc",
+        "running": f"audiomill-task-3-{os.getppid()}-abc",
+        "unrelated": "audiomill-task-notes",
+        "foreign": f"task-4-{dead_pid}-abc",
     }
     for name in names.values():
         (tmp_path / name).mkdir()
@@ -216,7 +217,7 @@ def test_work_directories_of_stopped_processes_are_swept(tmp_path: Path) -> None
     assert sweep_abandoned(tmp_path) == 2
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [names["running"], names["unrelated"]]
+        [names["running"], names["unrelated"], names["foreign"]]
     )
 
 
@@ -235,4 +236,4 @@ def test_a_conversion_works_in_a_directory_named_for_its_process(
     converter.handle(make_request())
 
     [name] = seen
-    assert name.startswith(f"task-7-{os.getpid()}-")
+    assert name.startswith(f"audiomill-task-7-{os.getpid()}-")
