@@ -157,7 +157,7 @@ class JwksVerifier:
                 response = self._get(self.jwks_url)
                 response.raise_for_status()
                 self._keys = _parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError, KeyError) as error:
+            except (httpx.HTTPError, jwt.PyJWTError, ValueError, KeyError) as error:
                 log.warning(
                     "cannot fetch signing keys from %s: %s", self.jwks_url, error
                 )

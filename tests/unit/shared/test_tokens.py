@@ -136,6 +136,17 @@ def test_a_refetch_without_a_given_client_closes_the_one_it_opens(signer, monkey
     assert opened[0].is_closed
 
 
+def test_a_malformed_key_set_is_an_unknown_key_not_a_crash(signer):
+    broken = {"keys": [{"kty": "RSA", "kid": signer.kid, "n": "AQAB"}]}
+    http = httpx.Client(
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, json=broken))
+    )
+    verifier = JwksVerifier("http://auth/jwks.json", ISSUER, AUDIENCE, http=http)
+
+    with pytest.raises(InvalidToken, match="unknown key"):
+        verifier.verify(signer.issue("1", "u", "u@example.com")[0])
+
+
 def test_load_or_create_key_keeps_the_same_key(tmp_path):
     path = tmp_path / "k" / "auth-key.pem"
     first = load_or_create_key(path)
