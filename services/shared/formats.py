@@ -242,7 +242,9 @@ def _sniff_name(head: bytes) -> str | None:
         return _sniff_ftyp(head)
     if head.startswith(b"ID3"):
         return _sniff_after_id3(head)
-    return _sniff_frames(head)
+    # Zero padding before the first frame (left by tag editors) is skipped,
+    # as ffmpeg's MPEG and ADTS readers skip it.
+    return _sniff_frames(head.lstrip(b"\x00"))
 
 
 def _sniff_ogg(head: bytes) -> str | None:

@@ -88,6 +88,14 @@ def test_a_short_head_of_a_real_file_is_enough(made: dict[str, bytes]) -> None:
             assert formats.sniff(made[stem][:512]).name == expected, stem
 
 
+@pytest.mark.parametrize(("stem", "expected"), [("mp3-no-id3", "mp3"), ("adts", "m4a")])
+def test_zero_padding_before_the_first_frame_is_skipped(
+    made: dict[str, bytes], stem: str, expected: str
+) -> None:
+    found = formats.sniff(bytes(600) + made[stem])
+    assert found is not None and found.name == expected
+
+
 def _png() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
