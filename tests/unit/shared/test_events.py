@@ -137,3 +137,15 @@ def test_attributes_that_are_not_an_object_are_ignored():
     body["message"]["attributes"] = [1, 2, 3]
 
     assert decode_push(body).attributes == {}
+
+
+def test_the_schemas_formats_are_the_catalogs():
+    import yaml
+
+    from services.shared import formats
+    from services.shared.events import EVENTS_SPEC
+
+    spec = yaml.safe_load(EVENTS_SPEC.read_text())
+    enum = spec["components"]["schemas"]["Format"]["enum"]
+
+    assert tuple(enum) == formats.names()
