@@ -2,8 +2,11 @@ import base64
 import json
 
 import pytest
+import yaml
 
+from services.shared import formats
 from services.shared.events import (
+    EVENTS_SPEC,
     TOPIC_OF,
     InvalidEvent,
     decode_push,
@@ -140,11 +143,6 @@ def test_attributes_that_are_not_an_object_are_ignored():
 
 
 def test_the_schemas_formats_are_the_catalogs():
-    import yaml
-
-    from services.shared import formats
-    from services.shared.events import EVENTS_SPEC
-
     spec = yaml.safe_load(EVENTS_SPEC.read_text())
     enum = spec["components"]["schemas"]["Format"]["enum"]
 
