@@ -714,11 +714,12 @@ def test_the_running_app_sweeps_abandoned_uploads(
         quick, storage=storage, publisher=publisher, verifier=signer.verifier()
     )
     with TestClient(app):
+        # The row goes last, once the files are gone.
         deadline = time.monotonic() + 5
-        while storage.stored_keys() and time.monotonic() < deadline:
+        while count(sessions, PendingUpload) and time.monotonic() < deadline:
             time.sleep(0.02)
-    assert storage.stored_keys() == []
     assert count(sessions, PendingUpload) == 0
+    assert storage.stored_keys() == []
 
 
 # Keys from the JWKS URL ------------------------------------------------------
