@@ -45,7 +45,10 @@ class RelayPublisher:
             raise BusError(f"relay unreachable: {error}") from error
         if response.status_code != 200:
             raise BusError(f"relay refused {topic}: HTTP {response.status_code}")
-        return response.json()["messageIds"][0]
+        try:
+            return str(response.json()["messageIds"][0])
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise BusError(f"relay answered {topic} without a message id") from error
 
     def close(self) -> None:
         self._client.close()
