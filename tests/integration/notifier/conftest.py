@@ -4,7 +4,6 @@ HTTP server that answers like the SendGrid v3 API."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
 import json
@@ -19,9 +18,8 @@ import pytest
 
 from services.notifier.settings import NotifierSettings
 from services.shared.db import upgrade
-from services.shared.events import new_event
+from tests.unit.notifier.notifier_fakes import MIGRATIONS, envelope, processed_event
 
-MIGRATIONS = Path(__file__).resolve().parents[3] / "services/notifier/migrations"
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "s3cret:pass"
 
@@ -311,17 +309,14 @@ def make_settings(tmp_path, database_url):
 @pytest.fixture
 def make_processed():
     def make(task_id: int = 21, version: int = 1, email: str = "ada@example.com"):
-        return new_event(
-            "task.processed",
-            task_id=task_id,
-            version=version,
+        return processed_event(
+            task_id,
+            version,
             owner={"id": "u-1", "username": "ada", "email": email},
             filename="<b>song</b>.mp3",
-            original_format="mp3",
             new_format="flac",
             size_bytes=12_345_678,
             duration_seconds=61.2,
-            download_path=f"/api/tasks/{task_id}/converted",
         )
 
     return make
@@ -329,11 +324,4 @@ def make_processed():
 
 @pytest.fixture
 def make_envelope():
-    def make(event: dict) -> dict:
-        data = base64.b64encode(json.dumps(event).encode()).decode()
-        return {
-            "message": {"data": data, "attributes": {}, "messageId": "m-1"},
-            "subscription": "projects/local/subscriptions/notifier-task-events",
-        }
-
-    return make
+    return envelope

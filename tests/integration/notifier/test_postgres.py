@@ -4,8 +4,7 @@ concurrent deliveries of the same event."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -16,18 +15,10 @@ from services.notifier.main import create_app
 from services.notifier.models import Base
 from services.notifier.notification_log import SqlNotificationLog
 from services.shared.db import make_engine, make_session_factory, upgrade
+from tests.unit.notifier.notifier_fakes import MIGRATIONS, FakeClock
 
-MIGRATIONS = Path(__file__).resolve().parents[3] / "services/notifier/migrations"
 KEY = NotificationKey(41, 1, "processed")
 PUSH_PATH = "/_ah/push-handlers/task-events"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 pytestmark = pytest.mark.postgres

@@ -1,23 +1,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from services.notifier.domain import ClaimState, NotificationKey
 from services.notifier.notification_log import SqlNotificationLog
 from services.shared.db import make_engine, make_session_factory
+from tests.unit.notifier.notifier_fakes import FakeClock
 
 KEY = NotificationKey(7, 1, "processed")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
