@@ -15,6 +15,7 @@ from services.shared import events
 from services.shared.storage import Storage
 from services.tasks.models import Task
 from services.tasks.outbox import Outbox, utcnow
+from services.tasks.uploads import output_prefix
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ResultOutcome:
     """What applying a conversion result did: ``applied``, ``stale`` (an
-    older version), ``deleted`` (no such task) or ``duplicate``."""
+    older version), ``deleted`` (no such task), ``duplicate`` or ``foreign``
+    (an output outside the task's own ``tasks/<id>/``)."""
 
     kind: str
     task_id: int
@@ -47,11 +49,24 @@ class ResultApplier:
 
         Only a result for the task's current version, while it waits for one,
         changes anything; the output of any other is removed (a stale version
-        or a deleted task), and a redelivery is a no-op.
+        or a deleted task), and a redelivery is a no-op. A result naming an
+        output outside the task's own prefix is refused whole, so that no
+        message can make a task point at, or remove, another task's file.
         """
         task_id, version = event["task_id"], event["version"]
         succeeded = event["type"] == "conversion.succeeded"
         output = event.get("output_key") if succeeded else None
+        if output and not output.startswith(output_prefix(task_id)):
+            log.error(
+                "dropping the result for task %s version %s: its output %s is "
+                "not under %s",
+                task_id,
+                version,
+                output,
+                output_prefix(task_id),
+                extra={"task_id": task_id},
+            )
+            return ResultOutcome(kind="foreign", task_id=task_id, version=version)
         entry_id = None
         with self._sessions() as session, session.begin():
             task = session.get(Task, task_id, with_for_update=True)

@@ -134,7 +134,7 @@ def test_create_list_result_reconvert_and_delete_through_the_app(
         assert [task["id"] for task in listed] == ids[::-1]
 
         request = publisher.sent[0][1]
-        output_key = f"tasks/out/{ids[0]}/v1/one.ogg"
+        output_key = f"tasks/{ids[0]}/v1/converted.ogg"
         storage.save(output_key, io.BytesIO(b"OggS result"))
         result = events.new_event(
             "conversion.succeeded",

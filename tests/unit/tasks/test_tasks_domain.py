@@ -50,7 +50,7 @@ def succeeded(task: Task, version: int | None = None, key: str | None = None):
         "conversion.succeeded",
         task_id=task.id,
         version=version,
-        output_key=key or f"{task.storage_prefix}v{version}/converted.ogg",
+        output_key=key or f"tasks/{task.id}/v{version}/converted.ogg",
         size_bytes=1234,
         duration_seconds=2.5,
     )
@@ -589,6 +589,28 @@ def test_a_redelivered_result_changes_nothing(
     # The live output of the version stays.
     assert storage.exists(event["output_key"])
     assert len(publisher.sent) == sent
+
+
+@pytest.mark.parametrize("state", ["current", "stale", "deleted"])
+def test_a_result_naming_another_tasks_file_changes_and_removes_nothing(
+    results, service, owner, storage, publisher, state
+):
+    task = create(service, owner)
+    other = create(service, owner)
+    if state == "stale":
+        service.reconvert(owner, task.id, "mp3")
+    elif state == "deleted":
+        service.delete(owner, task.id)
+    sent = len(publisher.sent)
+
+    outcome = results.apply(succeeded(task, version=1, key=other.source_key))
+
+    assert outcome.kind == "foreign"
+    assert storage.exists(other.source_key)
+    assert len(publisher.sent) == sent
+    if state != "deleted":
+        kept = service.get(owner, task.id)
+        assert (kept.status, kept.output_key) == ("uploaded", None)
 
 
 def test_a_storage_fault_while_discarding_is_raised_for_a_retry(

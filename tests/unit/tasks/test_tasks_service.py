@@ -156,7 +156,7 @@ def success_event(task: dict, version: int | None = None) -> dict:
         "conversion.succeeded",
         task_id=task["id"],
         version=version,
-        output_key=f"tasks/out/{task['id']}/v{version}/song.ogg",
+        output_key=f"tasks/{task['id']}/v{version}/converted.ogg",
         size_bytes=15,
         duration_seconds=0.1,
     )
