@@ -41,6 +41,14 @@ _STDERR_TAIL = 2000
 _CRASHES = frozenset(
     {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
 )
+# The system errors (strerror) ffmpeg reports when the machine, not the file,
+# stops it: the next attempt, maybe on another instance, can succeed.
+_MACHINE_FAULTS = (
+    "No space left on device",
+    "Cannot allocate memory",
+    "Permission denied",
+    "Input/output error",
+)
 # How ffmpeg 5 to 9 say that an encoder would not take the decoded audio.
 _ENCODER_REFUSED = (
     "Error while opening encoder",
@@ -224,9 +232,9 @@ def _failure(returncode: int, stderr: str, target: AudioFormat) -> Exception:
         # Killed from outside: the machine, not the file, is the likely cause.
         log.warning("ffmpeg killed by signal %s: %s", -returncode, tail)
         return Unavailable(f"ffmpeg was killed by signal {-returncode}")
-    if "No space left on device" in stderr or "Cannot allocate memory" in stderr:
-        log.error("ffmpeg ran out of a local resource: %s", tail)
-        return Unavailable("the converter ran out of disk or memory")
+    if any(sign in stderr for sign in _MACHINE_FAULTS):
+        log.error("ffmpeg hit a fault of this machine: %s", tail)
+        return Unavailable("the converter's disk or memory failed")
     if "Encoder not found" in stderr or "Unknown encoder" in stderr:
         log.error("this ffmpeg lacks the %s encoder: %s", target.codec, tail)
         return Unsupported(

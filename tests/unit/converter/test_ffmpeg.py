@@ -171,6 +171,8 @@ def _script(tmp_path: Path, body: str) -> FfmpegBinary:
         ("echo 'Encoder not found' >&2; exit 8", Unsupported),
         ("echo 'Could not open encoder before EOF' >&2; exit 1", Unsupported),
         ("echo 'Error writing: No space left on device' >&2; exit 1", Unavailable),
+        ("echo 'in.mp3: Permission denied' >&2; exit 1", Unavailable),
+        ("echo 'Error reading: Input/output error' >&2; exit 1", Unavailable),
         ("kill -9 $$", Unavailable),
         ("kill -15 $$", Unavailable),
         ("kill -11 $$", CorruptInput),
