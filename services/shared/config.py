@@ -24,15 +24,9 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def str(
-        self, name: str, default: str | None = None, required: bool = False
-    ) -> str | None:
+    def str(self, name: str, default: str | None = None) -> str | None:
         value = self._environ.get(name)
-        if value is None or value == "":
-            if required and default is None:
-                raise ConfigError(f"{name} must be set")
-            return default
-        return value
+        return default if value is None or value == "" else value
 
     def int(self, name: str, default: int, minimum: int | None = None) -> int:
         return self._number(name, default, minimum, int, "an integer")
