@@ -199,8 +199,17 @@ class TaskService:
 
     def _abandon(self, prefix: str) -> None:
         """Remove a failed upload's files, then its pending record; what a
-        fault leaves behind here, the sweep removes."""
+        fault leaves behind here, the sweep removes.
+
+        A commit can fail on the client's side after the server applied it,
+        and that commit also removed the pending record: without it, the
+        task exists and its file stays.
+        """
         try:
+            with self._sessions() as session:
+                if session.get(PendingUpload, prefix) is None:
+                    log.warning("%s was recorded despite the error; kept", prefix)
+                    return
             self._storage.delete_prefix(prefix)
             self._release(prefix)
         except (StorageError, SQLAlchemyError) as error:

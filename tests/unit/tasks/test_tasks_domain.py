@@ -210,6 +210,24 @@ def test_a_failed_transaction_removes_the_stored_file(
     assert count(sessions, PendingUpload) == 0
 
 
+def test_a_commit_that_errs_after_it_applied_keeps_the_tasks_file(
+    service, owner, storage, sessions, monkeypatch
+):
+    insert = service._insert
+
+    def lost_reply(*args):
+        insert(*args)
+        raise OperationalError("COMMIT", {}, Exception("connection reset"))
+
+    monkeypatch.setattr(service, "_insert", lost_reply)
+    with pytest.raises(OperationalError):
+        create(service, owner)
+
+    with sessions() as session:
+        [task] = session.scalars(select(Task))
+    assert storage.stored_keys() == [task.source_key]
+
+
 def test_a_storage_fault_keeps_no_task(service, owner, storage, sessions):
     storage.failing.add("save")
     with pytest.raises(Exception, match="storage unreachable"):
