@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from services.auth.errors import InvalidCredentials, TooManyAttempts
 from services.auth.passwords import HashCost
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services/auth/migrations"
@@ -24,3 +27,20 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def guess_at_once(accounts, name: str, guesses: int) -> list[str]:
+    """Fire ``guesses`` wrong log-ins for ``name`` in parallel; the sorted
+    names of what each got."""
+    start = threading.Barrier(guesses)
+
+    def guess(number: int) -> str:
+        start.wait(10)
+        try:
+            accounts.login(name, f"guess {number}")
+        except (InvalidCredentials, TooManyAttempts) as refused:
+            return type(refused).__name__
+        return "accepted"
+
+    with ThreadPoolExecutor(guesses) as pool:
+        return sorted(pool.map(guess, range(guesses)))
