@@ -118,16 +118,13 @@ def desired_subscription(project: str, sub: Subscription, target: PushTarget) ->
         topic=f"projects/{project}/topics/{sub.topic}",
         push_config=push,
         ack_deadline_seconds=_ack_deadline(sub),
-        retry_policy=types.RetryPolicy(
-            minimum_backoff=datetime.timedelta(seconds=sub.minimum_backoff_seconds),
-            maximum_backoff=datetime.timedelta(seconds=sub.maximum_backoff_seconds),
-        ),
+        retry_policy=_retry_policy(sub),
         expiration_policy=types.ExpirationPolicy(),
     )
     if sub.max_delivery_attempts:
         subscription.dead_letter_policy = types.DeadLetterPolicy(
             dead_letter_topic=f"projects/{project}/topics/{sub.dead_letter_topic}",
-            max_delivery_attempts=sub.max_delivery_attempts,
+            max_delivery_attempts=_max_delivery_attempts(sub),
         )
     return subscription
 
@@ -152,6 +149,30 @@ def _ack_deadline(sub: Subscription) -> int:
             f"{sub.name}: Pub/Sub allows ack deadlines of 10 to 600 s, not {seconds}"
         )
     return seconds
+
+
+def _retry_policy(sub: Subscription) -> Any:
+    from google.pubsub_v1 import types
+
+    if sub.maximum_backoff_seconds > 600:
+        raise ProvisionError(
+            f"{sub.name}: Pub/Sub allows a backoff of at most 600 s, "
+            f"not {sub.maximum_backoff_seconds:g}"
+        )
+    return types.RetryPolicy(
+        minimum_backoff=datetime.timedelta(seconds=sub.minimum_backoff_seconds),
+        maximum_backoff=datetime.timedelta(seconds=sub.maximum_backoff_seconds),
+    )
+
+
+def _max_delivery_attempts(sub: Subscription) -> int:
+    attempts = int(sub.max_delivery_attempts or 0)
+    if not 5 <= attempts <= 100:
+        raise ProvisionError(
+            f"{sub.name}: Pub/Sub allows 5 to 100 delivery attempts before "
+            f"dead-lettering, not {attempts}"
+        )
+    return attempts
 
 
 def view(subscription: Any, fields: tuple[str, ...]) -> dict[str, Any]:
