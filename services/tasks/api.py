@@ -18,7 +18,7 @@ from services.shared.events import InvalidEvent
 from services.shared.pushauth import PushUnauthorized, PushVerifier
 from services.shared.storage import Storage
 from services.shared.tokens import InvalidToken, JwksVerifier
-from services.tasks.domain import Owner, TaskService
+from services.tasks.domain import Owner, StoredFile, TaskService
 from services.tasks.downloads import file_response
 from services.tasks.errors import (
     Forbidden,
@@ -185,11 +185,12 @@ class TasksApi:
         stored = self._service.converted(Owner.from_claims(token_info), id)
         return self._file(stored)
 
-    def _file(self, stored) -> Response:
+    def _file(self, stored: StoredFile) -> Response:
         return file_response(
             self._storage,
             stored,
             request.headers.get("range"),
+            request.headers.get("if-range"),
             self._signed_url_seconds,
         )
 

@@ -3,6 +3,7 @@ single byte range, streamed from storage in chunks."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -56,14 +57,25 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
+def entity_tag(stored: StoredFile) -> str:
+    """A strong ETag for ``stored``: an object under a key never changes (an
+    upload's key is random, an output's carries its version), so the key and
+    size name its content."""
+    digest = hashlib.sha256(f"{stored.key}\n{stored.size}".encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
 def file_response(
     storage: Storage,
     stored: StoredFile,
     range_header: str | None,
+    if_range: str | None,
     signed_url_seconds: int,
 ) -> Response:
     """A 200 or 206 streaming ``stored``, or a 302 to a signed URL where the
-    storage can sign one (it then serves ranges itself)."""
+    storage can sign one (it then serves ranges itself). A range is served
+    only if ``If-Range``, when sent, names this very file: a download resumed
+    after a re-conversion gets the new file whole, not its tail."""
     url = storage.signed_url(
         stored.key,
         filename=stored.download_name,
@@ -73,12 +85,16 @@ def file_response(
     if url:
         return RedirectResponse(url, status_code=302)
 
+    etag = entity_tag(stored)
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None
     span = parse_range(range_header, stored.size)
     first, last = span if span else (0, stored.size - 1)
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(stored.download_name),
         "Content-Length": str(last - first + 1),
+        "ETag": etag,
     }
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{stored.size}"

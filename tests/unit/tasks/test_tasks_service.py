@@ -266,6 +266,26 @@ def test_the_original_downloads_byte_for_byte_with_ranges(client, auth):
     assert (legacy.status_code, legacy.content) == (200, WAV)
 
 
+def test_a_resumed_download_gets_a_range_only_of_the_same_file(client, auth, storage):
+    task = created(client, auth)
+    deliver(client, storage, success_event(task))
+    path = f"/api/tasks/{task['id']}/converted"
+    first = client.get(path, headers={**auth, "Range": "bytes=0-3"})
+    etag = first.headers["etag"]
+    assert first.status_code == 206
+
+    same = client.get(path, headers={**auth, "Range": "bytes=4-", "If-Range": etag})
+    assert (same.status_code, same.headers["etag"]) == (206, etag)
+    assert first.content + same.content == b"OggS converted!"
+
+    client.put(f"/api/tasks/{task['id']}", headers=auth, json={"newFormat": "mp3"})
+    deliver(client, storage, success_event(task, 2), converted=b"ID3 another file")
+    resumed = client.get(path, headers={**auth, "Range": "bytes=4-", "If-Range": etag})
+    assert resumed.status_code == 200
+    assert resumed.content == b"ID3 another file"
+    assert resumed.headers["etag"] != etag
+
+
 def test_the_converted_file_is_there_once_processed(client, auth, storage, publisher):
     task = created(client, auth)
     assert_problem(client.get(task["links"]["original"][:-8] + "converted"), 401)
