@@ -42,4 +42,6 @@ def test_the_repository_pubsub_yaml_fits_every_limit():
 
     for sub in topology.subscriptions:
         wanted = desired_subscription("p1", sub, TARGET)
-        assert wanted.dead_letter_policy.max_delivery_attempts == 5
+        attempts = wanted.dead_letter_policy.max_delivery_attempts
+        assert attempts == sub.max_delivery_attempts
+        assert 5 <= attempts <= 100

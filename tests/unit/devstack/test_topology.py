@@ -20,7 +20,7 @@ def test_the_repository_pubsub_yaml_names_every_push_endpoint():
     }
     assert subs["converter-conversion-requests"].ack_deadline_seconds == 600
     assert subs["notifier-task-events"].ack_deadline_seconds == 60
-    assert all(s.max_delivery_attempts == 5 for s in subs.values())
+    assert all(s.max_delivery_attempts == 12 for s in subs.values())
     assert topology.dead_letter_topics == {f"{name}-dead-letter" for name in subs}
     assert topology.dead_letter_topics <= topology.topics.keys()
 
@@ -28,9 +28,9 @@ def test_the_repository_pubsub_yaml_names_every_push_endpoint():
 def test_backoff_doubles_from_the_minimum_and_stops_at_the_maximum():
     sub = Topology.load(REPO_ROOT / "pubsub.yaml").subscription("notifier-task-events")
 
-    delays = [sub.backoff_seconds(attempt) for attempt in range(1, 9)]
+    delays = [sub.backoff_seconds(attempt) for attempt in range(1, 13)]
 
-    assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert delays == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600]
 
 
 def test_a_subscription_overrides_the_defaults():
