@@ -83,17 +83,20 @@ class Outbox:
         return published
 
     def flush(self) -> FlushResult:
-        """Publish what is pending, oldest first, until the bus refuses one or
-        nothing is left; forget entries published long ago."""
+        """Publish what is pending, oldest first, until nothing is left; a
+        topic the bus refuses is left alone for the rest of the flush, so
+        that one topic's fault holds back no other's. Forget entries
+        published long ago."""
         published = 0
-        refused = False
-        while not refused:
-            due = self._due(BATCH)
-            for entry_id in due:
+        refused: set[str] = set()
+        while True:
+            due = self._due(BATCH, refused)
+            for entry_id, topic in due:
+                if topic in refused:
+                    continue
                 outcome = self._publish_one(entry_id)
                 if outcome is False:
-                    refused = True
-                    break
+                    refused.add(topic)
                 published += bool(outcome)
             if len(due) < BATCH:
                 break
@@ -110,15 +113,16 @@ class Outbox:
             )
         return FlushResult(published=published, pending=pending or 0)
 
-    def _due(self, limit: int) -> list[int]:
+    def _due(self, limit: int, skipped: set[str]) -> list[tuple[int, str]]:
         with self._sessions() as session:
             query = (
-                select(OutboxEntry.id)
+                select(OutboxEntry.id, OutboxEntry.topic)
                 .where(self._claimable(self._clock()))
+                .where(OutboxEntry.topic.not_in(skipped))
                 .order_by(OutboxEntry.id)
                 .limit(limit)
             )
-            return list(session.scalars(query))
+            return [(entry_id, topic) for entry_id, topic in session.execute(query)]
 
     @staticmethod
     def _claimable(now: datetime):

@@ -21,15 +21,19 @@ AUDIENCE = "audiomill"
 
 
 class FakePublisher:
-    """Records what is published; refuses while ``failing`` is set."""
+    """Records what is published; refuses while ``failing`` is set, and
+    always for a topic in ``refused_topics``."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self.failing = False
+        self.refused_topics: set[str] = set()
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         if self.failing:
             raise BusError("relay unreachable: connection refused")
+        if topic in self.refused_topics:
+            raise BusError(f"topic {topic} does not exist")
         self.sent.append((topic, json.loads(data), attributes))
         return str(len(self.sent))
 

@@ -343,6 +343,24 @@ def test_a_bus_outage_leaves_the_request_for_the_next_flush(
     assert len(publisher.sent) == 1
 
 
+def test_a_topic_the_bus_refuses_holds_back_no_other(
+    results, service, owner, sessions, publisher, outbox
+):
+    first = create(service, owner)
+    publisher.refused_topics.add("task-events")
+    results.apply(failed(first))
+    publisher.failing = True
+    later = create(service, owner)
+    publisher.failing = False
+
+    result = outbox.flush()
+
+    assert (result.published, result.pending) == (1, 1)
+    assert publisher.sent[-1][1]["task_id"] == later.id
+    [stuck] = pending(sessions)
+    assert (stuck.event_type, stuck.attempts) == ("task.failed", 2)
+
+
 def test_ids_are_never_reused_after_a_delete(service, owner):
     first = create(service, owner)
     service.delete(owner, first.id)
