@@ -29,6 +29,11 @@ class InvalidToken(Exception):
     """The token cannot be trusted; the message says why, for the client."""
 
 
+class KeysUnavailable(Exception):
+    """The token names a key we do not hold and the key set could not be
+    fetched: the token may be good, so the caller should try again later."""
+
+
 def generate_key_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
@@ -134,6 +139,7 @@ class JwksVerifier:
         self._http = http
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
+        self._fetch_failed = False
         self._refetch_interval = refetch_interval
         self._leeway = leeway
         self._lock = threading.Lock()
@@ -157,7 +163,9 @@ class JwksVerifier:
                 response = self._get(self.jwks_url)
                 response.raise_for_status()
                 self._keys = _parse_jwks(response.json())
+                self._fetch_failed = False
             except (httpx.HTTPError, jwt.PyJWTError, ValueError, KeyError) as error:
+                self._fetch_failed = True
                 log.warning(
                     "cannot fetch signing keys from %s: %s", self.jwks_url, error
                 )
@@ -174,6 +182,10 @@ class JwksVerifier:
         try:
             return self._keys[kid]
         except KeyError:
+            if self._fetch_failed:
+                raise KeysUnavailable(
+                    f"the signing keys at {self.jwks_url} cannot be fetched"
+                ) from None
             raise InvalidToken("token signed by an unknown key") from None
 
     def verify(self, token: str) -> dict[str, Any]:

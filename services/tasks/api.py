@@ -17,7 +17,7 @@ from services.shared import events, formats
 from services.shared.events import InvalidEvent
 from services.shared.pushauth import PushUnauthorized, PushVerifier
 from services.shared.storage import Storage
-from services.shared.tokens import InvalidToken, JwksVerifier
+from services.shared.tokens import InvalidToken, JwksVerifier, KeysUnavailable
 from services.tasks.domain import Owner, StoredFile, TaskService
 from services.tasks.downloads import file_response
 from services.tasks.errors import (
@@ -106,6 +106,12 @@ class TasksApi:
         ``token_info``."""
         try:
             claims = await run_in_threadpool(self._verifier.verify, token)
+        except KeysUnavailable as error:
+            log.warning("cannot check an access token: %s", error)
+            raise Unavailable(
+                "Access tokens cannot be checked right now, as the sign-in "
+                "service does not answer; try again in a few seconds."
+            ) from None
         except InvalidToken as error:
             raise Unauthenticated(
                 f"The access token was refused: {error}. "

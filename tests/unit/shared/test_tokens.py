@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from services.shared.tokens import (
     InvalidToken,
     JwksVerifier,
+    KeysUnavailable,
     TokenSigner,
     generate_key_pem,
     load_or_create_key,
@@ -136,14 +137,14 @@ def test_a_refetch_without_a_given_client_closes_the_one_it_opens(signer, monkey
     assert opened[0].is_closed
 
 
-def test_a_malformed_key_set_is_an_unknown_key_not_a_crash(signer):
+def test_a_malformed_key_set_is_a_failed_fetch_not_a_crash(signer):
     broken = {"keys": [{"kty": "RSA", "kid": signer.kid, "n": "AQAB"}]}
     http = httpx.Client(
         transport=httpx.MockTransport(lambda request: httpx.Response(200, json=broken))
     )
     verifier = JwksVerifier("http://auth/jwks.json", ISSUER, AUDIENCE, http=http)
 
-    with pytest.raises(InvalidToken, match="unknown key"):
+    with pytest.raises(KeysUnavailable, match="cannot be fetched"):
         verifier.verify(signer.issue("1", "u", "u@example.com")[0])
 
 
@@ -164,3 +165,17 @@ def test_racing_key_creations_agree_on_one_whole_key(tmp_path):
     assert len(keys) == 1
     TokenSigner(keys.pop(), ISSUER, AUDIENCE, 60)
     assert [p.name for p in tmp_path.iterdir()] == ["auth-key.pem"]
+
+
+def test_an_unknown_kid_while_the_key_set_cannot_be_fetched_is_not_a_bad_token(
+    signer,
+):
+    answers = [httpx.Response(503), httpx.Response(200, json=signer.jwks())]
+    http = httpx.Client(transport=httpx.MockTransport(lambda _: answers.pop(0)))
+    verifier = JwksVerifier("http://auth/jwks.json", ISSUER, AUDIENCE, http=http)
+    verifier._refetch_interval = 0
+    token, _ = signer.issue("1", "u", "u@example.com")
+
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(token)
+    assert verifier.verify(token)["sub"] == "1"

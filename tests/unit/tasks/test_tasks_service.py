@@ -778,3 +778,27 @@ def test_keys_are_fetched_from_the_jwks_url_once_and_refetched_for_a_new_kid(
         assert client.get("/api/tasks", headers=_bearer(token)).status_code == 200
         assert len(fetches) == 2
     assert settings.jwks_url.endswith("/api/auth/jwks.json")
+
+
+def test_an_unreachable_key_set_is_a_503_to_retry_not_a_401(
+    settings, storage, publisher, signer
+):
+    def auth_down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    verifier = JwksVerifier(
+        settings.jwks_url,
+        ISSUER,
+        AUDIENCE,
+        http=httpx.Client(transport=httpx.MockTransport(auth_down)),
+        refetch_interval=0,
+    )
+    app = create_app(settings, storage=storage, publisher=publisher, verifier=verifier)
+    with TestClient(app) as client:
+        token, _ = signer.issue("1", "ada", "ada@example.com")
+        response = client.get("/api/tasks", headers=_bearer(token))
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"]
+    assert "try again" in response.json()["detail"]
