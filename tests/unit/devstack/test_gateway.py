@@ -189,3 +189,99 @@ def test_a_service_that_is_not_running_is_a_502_problem():
     assert answer.status_code == 502
     assert answer.headers["content-type"] == "application/problem+json"
     assert "auth" in json.loads(answer.content)["detail"]
+
+
+class HeldBack(httpx.AsyncBaseTransport):
+    """An upstream that reads the request body chunk by chunk and answers with
+    a first chunk, then holds the rest back until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.first_request_chunk = asyncio.Event()
+        self.request_body = b""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/upload":
+            async for chunk in request.stream:
+                self.request_body += chunk
+                self.first_request_chunk.set()
+            return httpx.Response(204, stream=httpx.ByteStream(b""))
+
+        async def body():
+            yield b"first"
+            await self.release.wait()
+            yield b"rest"
+
+        return httpx.Response(200, content=body())
+
+
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8080"), *headers],
+        "scheme": "http",
+        "client": ("127.0.0.1", 50000),
+    }
+
+
+def test_a_response_is_passed_on_as_it_comes_not_once_complete():
+    async def scenario() -> bytes:
+        upstream = HeldBack()
+        gateway = create_app(
+            endpoints=ENDPOINTS,
+            dispatch_config=REPO_ROOT / "dispatch.yaml",
+            client=httpx.AsyncClient(transport=upstream),
+        )
+        sent: list[dict] = []
+        first_chunk = asyncio.Event()
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and message.get("body"):
+                first_chunk.set()
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        proxying = asyncio.create_task(gateway(_scope("GET", "/x", []), receive, send))
+        # The upstream still holds back the rest: the first chunk is out anyway.
+        await asyncio.wait_for(first_chunk.wait(), 5)
+        assert not proxying.done()
+        upstream.release.set()
+        await asyncio.wait_for(proxying, 5)
+        return b"".join(m.get("body", b"") for m in sent if "body" in m)
+
+    assert asyncio.run(scenario()) == b"firstrest"
+
+
+def test_a_request_body_reaches_the_service_as_it_comes_not_once_complete():
+    async def scenario() -> bytes:
+        upstream = HeldBack()
+        gateway = create_app(
+            endpoints=ENDPOINTS,
+            dispatch_config=REPO_ROOT / "dispatch.yaml",
+            client=httpx.AsyncClient(transport=upstream),
+        )
+        parts = [
+            {"type": "http.request", "body": b"a" * 1000, "more_body": True},
+            {"type": "http.request", "body": b"b" * 1000, "more_body": False},
+        ]
+
+        async def receive() -> dict:
+            if len(parts) == 1:
+                # The client sends the rest only once the service has the start.
+                await upstream.first_request_chunk.wait()
+            return parts.pop(0)
+
+        async def send(message: dict) -> None:
+            pass
+
+        scope = _scope("POST", "/upload", [(b"content-length", b"2000")])
+        await asyncio.wait_for(gateway(scope, receive, send), 5)
+        return upstream.request_body
+
+    assert asyncio.run(scenario()) == b"a" * 1000 + b"b" * 1000
