@@ -16,10 +16,18 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_filename(name: str | None, fmt: AudioFormat) -> str:
-    """The last path part of ``name``, without control characters, at most
-    255 characters long; a name with nothing left becomes ``audio.EXT``."""
+    """``name`` without control characters, at most 255 characters long; a
+    name with nothing left becomes ``audio.EXT``.
+
+    A name with a folder in it is refused rather than cut down: no client of
+    ours sends one, and one that does is a bug or a probe for path traversal.
+    """
     name = unicodedata.normalize("NFC", name or "")
-    name = re.split(r"[/\\]", name)[-1]
+    if re.search(r"[/\\]", name):
+        raise InvalidRequest(
+            f"The file name {name[:80]!r} has a folder in it; send the file's "
+            "own name only, such as song.mp3."
+        )
     name = _UNSAFE.sub("", name).strip()
     if name in ("", ".", ".."):
         return f"audio.{fmt.extension}"

@@ -11,7 +11,12 @@ from tests.e2e.client import User
 def test_a_user_signs_up_uploads_reconverts_downloads_and_deletes(stack, user, sources):
     original = sources.wav.read_bytes()
 
-    created = user.upload(sources.wav, "ogg", name="../../etc/tone.wav")
+    refused = user.upload(sources.wav, "ogg", name="../../etc/tone.wav")
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert user.http.get("/api/tasks").json() == []
+
+    created = user.upload(sources.wav, "ogg", name="tone.wav")
     assert created.status_code == 201, created.text
     task = created.json()
     assert task["status"] == "uploaded"
