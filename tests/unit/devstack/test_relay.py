@@ -153,7 +153,7 @@ def publish(api: TestClient, topic: str, *payloads: dict, **attributes: str):
     return api.post(PUBLISH.format(topic), json={"messages": messages})
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
