@@ -28,7 +28,12 @@ from services.converter.errors import ConversionFailed, Unavailable, Unsupported
 from services.shared import events, formats
 from services.shared.bus import BusError, Publisher
 from services.shared.formats import AudioFormat
-from services.shared.storage import ObjectNotFound, Storage, StorageError
+from services.shared.storage import (
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    output_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +75,7 @@ class ConversionRequest:
 
     @property
     def output_key(self) -> str:
-        return output_key(self.task_id, self.version, self.target)
-
-
-def output_key(task_id: int, version: int, target: AudioFormat) -> str:
-    """Where the output of one task version is stored."""
-    return f"tasks/{task_id}/v{version}/converted.{target.extension}"
+        return output_key(self.task_id, self.version, self.target.extension)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -55,6 +55,29 @@ class Storage(Protocol):
     ) -> str | None:
         """A short-lived URL a client can download from, or None where this
         backend cannot sign and the service streams the object itself."""
+
+
+def task_outputs_prefix(task_id: int) -> str:
+    """Where the converter writes a task's outputs, and what deleting the
+    task removes: ``tasks/<id>/``. Uploads live under a random
+    ``tasks/<32 hex digits>/`` prefix instead, as the file is stored before
+    the task row and its id exist; the two never overlap, since no id is 32
+    digits long."""
+    return f"tasks/{task_id}/"
+
+
+def output_key(task_id: int, version: int, extension: str) -> str:
+    """The key of one task version's converted file."""
+    return f"{task_outputs_prefix(task_id)}v{version}/converted.{extension}"
+
+
+def content_disposition(filename: str) -> str:
+    """An ``attachment`` header naming ``filename`` (RFC 6266): a printable
+    ASCII fallback and the exact UTF-8 name."""
+    fallback = "".join(
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def check_key(key: str) -> str:

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared import events, formats
 from services.shared.formats import AudioFormat
-from services.shared.storage import ObjectNotFound, Storage, StorageError
+from services.shared.storage import (
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    task_outputs_prefix,
+)
 from services.tasks.errors import (
     FileNotReady,
     InvalidRequest,
@@ -37,7 +42,6 @@ from services.tasks.uploads import (
     LimitedReader,
     clean_filename,
     converted_name,
-    output_prefix,
     read_head,
     target_format,
 )
@@ -342,7 +346,7 @@ class TaskService:
         """
         task = self.get(owner, task_id)
         self._storage.delete_prefix(task.storage_prefix)
-        self._storage.delete_prefix(output_prefix(task.id))
+        self._storage.delete_prefix(task_outputs_prefix(task.id))
         if task.output_key:
             self._storage.delete(task.output_key)
 

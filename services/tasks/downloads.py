@@ -7,11 +7,10 @@ import hashlib
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
-from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from services.shared.storage import ObjectNotFound, Storage
+from services.shared.storage import ObjectNotFound, Storage, content_disposition
 from services.tasks.domain import StoredFile
 from services.tasks.errors import FileNotReady, RangeNotSatisfiable
 
@@ -48,13 +47,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise RangeNotSatisfiable(size)
     last = int(last_text) if last_text else size - 1
     return first, min(last, size - 1)
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII fallback name and the exact UTF-8 one."""
-    fallback = filename.encode("ascii", "replace").decode().replace("?", "_")
-    fallback = fallback.replace('"', "_").replace("\\", "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def entity_tag(stored: StoredFile) -> str:

@@ -12,10 +12,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.shared import events
-from services.shared.storage import Storage
+from services.shared.storage import Storage, task_outputs_prefix
 from services.tasks.models import Task
 from services.tasks.outbox import Outbox, utcnow
-from services.tasks.uploads import output_prefix
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,14 @@ class ResultApplier:
         task_id, version = event["task_id"], event["version"]
         succeeded = event["type"] == "conversion.succeeded"
         output = event.get("output_key") if succeeded else None
-        if output and not output.startswith(output_prefix(task_id)):
+        if output and not output.startswith(task_outputs_prefix(task_id)):
             log.error(
                 "dropping the result for task %s version %s: its output %s is "
                 "not under %s",
                 task_id,
                 version,
                 output,
-                output_prefix(task_id),
+                task_outputs_prefix(task_id),
                 extra={"task_id": task_id},
             )
             return ResultOutcome(kind="foreign", task_id=task_id, version=version)

@@ -40,14 +40,6 @@ def clean_filename(name: str | None, fmt: AudioFormat) -> str:
     return name
 
 
-def output_prefix(task_id: int) -> str:
-    """Where the converter writes a task's outputs (``tasks/<id>/v<n>/...``).
-    Uploads live under a random ``tasks/<hex>/`` prefix instead, because the
-    file is stored before the task row, and its id, exist; the two never
-    overlap, as an upload's prefix is 32 hex digits, longer than any id."""
-    return f"tasks/{task_id}/"
-
-
 def converted_name(filename: str, fmt: AudioFormat) -> str:
     stem, dot, _ = filename.rpartition(".")
     return f"{stem if dot and stem else filename}.{fmt.extension}"

@@ -19,9 +19,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from services.shared.storage import ObjectNotFound, StorageError, check_key
+from services.shared.storage import (
+    ObjectNotFound,
+    StorageError,
+    check_key,
+    content_disposition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -239,14 +244,6 @@ class GcsStorage:
             "service_account_email": credentials.service_account_email,
             "access_token": credentials.token,
         }
-
-
-def content_disposition(filename: str) -> str:
-    """An attachment header with an ASCII fallback and the UTF-8 name (RFC 6266)."""
-    fallback = "".join(
-        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
 @contextlib.contextmanager

@@ -14,12 +14,11 @@ import pytest
 from services.converter.conversion import (
     ConversionRequest,
     Converter,
-    output_key,
     sweep_abandoned,
 )
 from services.converter.errors import CorruptInput, TranscodeTimeout, Unavailable
 from services.shared import formats
-from services.shared.storage import FileStorage
+from services.shared.storage import FileStorage, output_key
 
 ORIGINAL = b"ID3 original bytes"
 
@@ -31,7 +30,8 @@ def converter(storage, publisher, transcoder, tmp_path: Path) -> Converter:
 
 
 def test_the_output_key_carries_task_and_version() -> None:
-    assert output_key(7, 3, formats.get("aac")) == "tasks/7/v3/converted.m4a"
+    aac = formats.get("aac")
+    assert output_key(7, 3, aac.extension) == "tasks/7/v3/converted.m4a"
 
 
 def test_a_request_is_converted_stored_and_reported(

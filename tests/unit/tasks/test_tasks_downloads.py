@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.tasks.downloads import content_disposition, parse_range
+from services.shared.storage import content_disposition
+from services.tasks.downloads import parse_range
 from services.tasks.errors import RangeNotSatisfiable
 
 
