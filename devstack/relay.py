@@ -110,6 +110,7 @@ class Relay:
         self._in_flight: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         # One thread owns the database: writes never wait on each other's locks.
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="relay-store")
 
@@ -139,8 +140,18 @@ class Relay:
         self._wake.set()
         return ids
 
+    def stop(self) -> None:
+        """Make :meth:`run` return after cancelling the pushes in flight.
+
+        A flag rather than cancelling ``run``: on Python 3.11,
+        ``asyncio.wait_for`` drops a cancellation that arrives as the wake-up
+        event fires, and the loop would then deliver forever.
+        """
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until :meth:`stop` is called (or the task is cancelled)."""
         active = [
             sub.name
             for sub in self.topology.subscriptions
@@ -154,7 +165,7 @@ class Relay:
                     sub.name,
                 )
         try:
-            while True:
+            while not self._stopping:
                 self._wake.clear()
                 due, later = await self.store(
                     self._store.due, self._free_slots(active), set(self._in_flight)
@@ -381,7 +392,7 @@ def create_app(
         try:
             yield
         finally:
-            loop.cancel()
+            relay.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
             if owns_client:
