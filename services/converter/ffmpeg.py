@@ -42,12 +42,14 @@ _CRASHES = frozenset(
     {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
 )
 # The system errors (strerror) ffmpeg reports when the machine, not the file,
-# stops it: the next attempt, maybe on another instance, can succeed.
+# stops it: the next attempt, maybe on another instance, can succeed. Not
+# "Input/output error": ffmpeg's demuxers answer EIO for garbage in a file
+# too, and a corrupt upload must fail for its owner, not retry to the
+# dead-letter topic.
 _MACHINE_FAULTS = (
     "No space left on device",
     "Cannot allocate memory",
     "Permission denied",
-    "Input/output error",
 )
 # How ffmpeg 5 to 9 say that an encoder would not take the decoded audio.
 _ENCODER_REFUSED = (

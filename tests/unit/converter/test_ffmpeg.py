@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 from collections.abc import Callable
@@ -133,6 +134,21 @@ def test_a_valid_head_over_garbage_is_corrupt_input(
     assert not output.exists()
 
 
+def test_a_flac_head_over_noise_that_ffmpeg_reads_as_eio_is_corrupt_input(
+    ffmpeg: FfmpegBinary, tmp_path: Path
+) -> None:
+    # With this seed ffmpeg 5.1 stops with "Input/output error", which once
+    # made the converter retry a corrupt upload until it was dead-lettered.
+    noise = random.Random(17)
+    source = tmp_path / "broken.flac"
+    source.write_bytes(b"fLaC" + bytes(noise.getrandbits(8) for _ in range(32768)))
+
+    with pytest.raises(CorruptInput) as caught:
+        Transcoder(ffmpeg, 60).transcode(source, tmp_path / "o.mp3", formats.get("mp3"))
+
+    _assert_readable(caught.value.message)
+
+
 def test_text_is_corrupt_input(ffmpeg: FfmpegBinary, tmp_path: Path) -> None:
     source = tmp_path / "song.mp3"
     source.write_text("not audio at all\n" * 100)
@@ -172,7 +188,7 @@ def _script(tmp_path: Path, body: str) -> FfmpegBinary:
         ("echo 'Could not open encoder before EOF' >&2; exit 1", Unsupported),
         ("echo 'Error writing: No space left on device' >&2; exit 1", Unavailable),
         ("echo 'in.mp3: Permission denied' >&2; exit 1", Unavailable),
-        ("echo 'Error reading: Input/output error' >&2; exit 1", Unavailable),
+        ("echo 'Error reading: Input/output error' >&2; exit 1", CorruptInput),
         ("kill -9 $$", Unavailable),
         ("kill -15 $$", Unavailable),
         ("kill -11 $$", CorruptInput),
