@@ -27,9 +27,14 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # WAL is kept in the file: switch once. Switching takes a lock
+            # that SQLite does not wait for, so a second process opening the
+            # file at that moment would fail with "database is locked".
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if mode.lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         return engine
