@@ -3,7 +3,6 @@ concurrent deliveries of the same event."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from services.notifier.main import create_app
 from services.notifier.models import Base
 from services.notifier.notification_log import SqlNotificationLog
 from services.shared.db import make_engine, make_session_factory, upgrade
-from tests.unit.notifier.notifier_fakes import MIGRATIONS, FakeClock
+from tests.unit.notifier.notifier_fakes import MIGRATIONS, FakeClock, claim_at_once
 
 KEY = NotificationKey(41, 1, "processed")
 PUSH_PATH = "/_ah/push-handlers/task-events"
@@ -47,18 +46,7 @@ def test_migrations_match_the_models(engine):
 
 
 def test_concurrent_claims_give_exactly_one_winner(notifications):
-    barrier = threading.Barrier(10)
-    states: list[ClaimState] = []
-
-    def claim() -> None:
-        barrier.wait()
-        states.append(notifications.claim(KEY, "ada@example.com", "e-1")[0])
-
-    threads = [threading.Thread(target=claim) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    states = claim_at_once(notifications, KEY, 10)
 
     assert states.count(ClaimState.CLAIMED) == 1
     assert states.count(ClaimState.BUSY) == 9

@@ -86,3 +86,22 @@ def envelope(event: dict, message_id: str = "m-1", attempt: int = 1) -> dict:
         "subscription": "projects/local/subscriptions/notifier-task-events",
         "deliveryAttempt": attempt,
     }
+
+
+def claim_at_once(notifications, key, count: int) -> list:
+    """``count`` threads claiming ``key`` at the same instant; their states."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    states = []
+
+    def claim() -> None:
+        barrier.wait()
+        states.append(notifications.claim(key, "ada@example.com", "e-1")[0])
+
+    threads = [threading.Thread(target=claim) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return states

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from services.notifier.domain import ClaimState, NotificationKey
 from services.notifier.notification_log import SqlNotificationLog
 from services.shared.db import make_engine, make_session_factory
-from tests.unit.notifier.notifier_fakes import FakeClock
+from tests.unit.notifier.notifier_fakes import FakeClock, claim_at_once
 
 KEY = NotificationKey(7, 1, "processed")
 
@@ -87,18 +86,7 @@ def test_a_stale_claim_is_taken_over_and_the_old_holder_loses_it(notifications, 
 
 
 def test_concurrent_claims_give_exactly_one_winner(notifications):
-    barrier = threading.Barrier(8)
-    states: list[ClaimState] = []
-
-    def claim() -> None:
-        barrier.wait()
-        states.append(notifications.claim(KEY, "ada@example.com", "e-1")[0])
-
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    states = claim_at_once(notifications, KEY, 8)
 
     assert states.count(ClaimState.CLAIMED) == 1
     assert states.count(ClaimState.BUSY) == 7
